@@ -1,0 +1,33 @@
+"""The web application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from gateway import api, cli, problems
+from gateway.context import Gateway
+from settings import load
+
+log = logging.getLogger("gateway")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings from the environment, then `test_config` overrides on top."""
+    settings = load(**(test_config or {}))
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.extensions["gateway"] = Gateway(settings)
+    if settings.open_dev_mode:
+        log.warning(
+            "JWT_SECRET is not set: open dev mode, every caller is the user %r. "
+            "Set JWT_SECRET before exposing this service.",
+            "dev",
+        )
+    problems.init_app(app)
+    api.init_app(app)
+    cli.init_app(app)
+    return app

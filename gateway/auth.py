@@ -1,0 +1,46 @@
+"""Who is calling: a user id from an HS256 JWT's `sub`, or the one dev user in open dev mode."""
+
+from __future__ import annotations
+
+import jwt
+from flask import Request
+
+from gateway.problems import Problem
+from settings import DEV_USER, Settings
+
+ALGORITHMS = ["HS256"]  # fixed: a token cannot choose its own algorithm ("none", RS/HS confusion)
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401, "Unauthorized", detail, slug="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="api"'}
+    )
+
+
+def bearer_token(request: Request, *, allow_query: bool = False) -> str | None:
+    """The token from `Authorization: Bearer`, or from `?token=` where headers cannot be set."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if allow_query:
+        return request.args.get("token") or None
+    return None
+
+
+def user_of(token: str | None, settings: Settings) -> str:
+    """The user id the token names; Problem 401 when it is missing or does not verify."""
+    if settings.open_dev_mode:
+        return DEV_USER
+    if not token:
+        raise _unauthorized("A bearer token is required.")
+    try:
+        claims = jwt.decode(
+            token, settings.jwt_secret, algorithms=ALGORITHMS, options={"require": ["sub"]}
+        )
+    except jwt.PyJWTError as error:
+        raise _unauthorized(f"The bearer token is not valid: {error}.") from error
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise _unauthorized("The token's subject must be a non-empty string.")
+    return subject

@@ -1,0 +1,64 @@
+"""`flask` commands for operators: one-off setup, and the dead letters."""
+
+from __future__ import annotations
+
+import click
+import orjson
+from flask import Flask, current_app
+
+from gateway.commands import accept
+from gateway.context import Gateway
+
+
+def _gateway() -> Gateway:
+    return current_app.extensions["gateway"]
+
+
+@click.command("setup")
+def setup_command() -> None:
+    """Create consumer groups and store tables; safe to run on every release."""
+    gw = _gateway()
+    gw.ensure_groups()
+    for store in gw.stores.by_name.values():
+        store.setup()
+    click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Commands that failed after their retries, kept with their payload and error."""
+
+
+@dead_letters.command("list")
+@click.option("--limit", default=100, show_default=True)
+def list_dead(limit: int) -> None:
+    """Print the dead letters, one JSON object a line."""
+    gw = _gateway()
+    shown = 0
+    for partition in range(gw.settings.partitions):
+        for entry_id, fields in gw.redis.xrange(gw.keys.dead(partition), count=limit - shown):
+            click.echo(orjson.dumps({"dead_letter": f"{partition}/{entry_id}", **fields}).decode())
+            shown += 1
+        if shown >= limit:
+            break
+
+
+@dead_letters.command("replay")
+@click.argument("dead_letter")
+def replay(dead_letter: str) -> None:
+    """Accept a dead letter's command again, as a new command of the same user."""
+    gw = _gateway()
+    partition, _, entry_id = dead_letter.partition("/")
+    entries = gw.redis.xrange(gw.keys.dead(int(partition)), min=entry_id, max=entry_id)
+    if not entries:
+        raise click.ClickException(f"no dead letter {dead_letter}")
+    fields = entries[0][1]
+    payload = orjson.loads(fields["pl"]) if fields.get("pl") else None
+    result = accept(gw, fields["uid"], fields["op"], fields["col"], fields["eid"], payload)  # type: ignore[arg-type]
+    gw.redis.xdel(gw.keys.dead(int(partition)), entry_id)
+    click.echo(f"replayed as command {result.command_id}")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(setup_command)
+    app.cli.add_command(dead_letters)

@@ -1,0 +1,53 @@
+"""The shared parts of a gateway process (web or worker): settings, Redis, scripts, stores."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import redis
+
+from gateway.keys import GROUP, Keys
+from gateway.redis_client import Scripts, connect
+from gateway.stores import StoreRouter
+from plugins.manager import Plugins
+from settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """One per process; built from settings, with the stores opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.redis: redis.Redis = connect(settings)
+        self.scripts = Scripts.register(self.redis)
+
+    @functools.cached_property
+    def plugins(self) -> Plugins:
+        return Plugins(self.settings)
+
+    @functools.cached_property
+    def stores(self) -> StoreRouter:
+        return StoreRouter.from_settings(self.settings, self.plugins.stores())
+
+    def ensure_groups(self) -> None:
+        """Create the consumer group of every partition stream (idempotent)."""
+        for partition in range(self.settings.partitions):
+            ensure_group(self.redis, self.keys, partition)
+
+    def close(self) -> None:
+        if "stores" in self.__dict__:
+            self.stores.close()
+        self.redis.close()
+
+
+def ensure_group(client: redis.Redis, keys: Keys, partition: int) -> None:
+    """Create the partition's consumer group, from the stream's first entry, if it is missing."""
+    try:
+        client.xgroup_create(keys.stream(partition), GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

@@ -1,0 +1,65 @@
+"""Every Redis key the gateway writes, in one place.
+
+Keys of one partition share the hash tag `{prefix:p}`, so that the multi-key scripts touching a
+partition (accept, finish, retry) stay in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "appliers"  # the consumer group every worker reads the partition streams through
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one deployment prefix."""
+
+    prefix: str = "gw"
+
+    def tag(self, partition: int) -> str:
+        return f"{{{self.prefix}:{partition}}}"
+
+    def stream(self, partition: int) -> str:
+        """The partition's command stream: one entry per accepted, unfinished command."""
+        return f"{self.tag(partition)}:stream"
+
+    def command(self, partition: int, command_id: str) -> str:
+        """Hash: the command's status record and, until it is applied, its payload."""
+        return f"{self.tag(partition)}:cmd:{command_id}"
+
+    def dead(self, partition: int) -> str:
+        """Stream of dead-lettered commands, payload included, for inspection and replay."""
+        return f"{self.tag(partition)}:dead"
+
+    def lease(self, partition: int) -> str:
+        """The fencing token of the one worker allowed to apply this partition now."""
+        return f"{self.tag(partition)}:lease"
+
+    def fence(self, partition: int) -> str:
+        """Counter the lease tokens are drawn from, so that each holder's token is new."""
+        return f"{self.tag(partition)}:fence"
+
+    def kick(self, partition: int) -> str:
+        """Marker: a drain job for this partition is queued (short TTL)."""
+        return f"{self.tag(partition)}:kick"
+
+    def pause(self, partition: int) -> str:
+        """Marker: a store was unreachable; do not drain before it expires."""
+        return f"{self.tag(partition)}:pause"
+
+    def outages(self, partition: int) -> str:
+        """Counter of consecutive store outages seen by this partition, for the backoff."""
+        return f"{self.tag(partition)}:outages"
+
+    def wait(self, partition: int) -> str:
+        """Marker: the pending retries are not due before it expires (new entries still drain)."""
+        return f"{self.tag(partition)}:wait"
+
+    def events(self, user: str) -> str:
+        """Stream of the user's notification events, bounded, replayable by id."""
+        return f"{self.prefix}:events:{user}"
+
+    def rq_queue(self) -> str:
+        """Name of the RQ queue the drain jobs go through."""
+        return f"{self.prefix}-apply"

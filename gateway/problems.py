@@ -1,0 +1,72 @@
+"""RFC 9457 problem details: every error the API answers, from every route and from Flask itself."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("gateway.problems")
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answer. `slug` names the problem type (`/problems/<slug>`); none: about:blank."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.errors = errors
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"/problems/{self.slug}" if self.slug else "about:blank",
+            "title": self.title,
+            "status": self.status,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+    def response(self) -> Response:
+        return Response(
+            orjson.dumps(self.body()), status=self.status, mimetype=MEDIA_TYPE, headers=self.headers
+        )
+
+
+def _from_http(error: HTTPException) -> Response:
+    response = Problem(error.code or 500, error.name, error.description).response()
+    for key, value in error.get_headers():  # keeps Allow (405), WWW-Authenticate, Retry-After
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
+
+
+def _from_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error", exc_info=error)
+    return Problem(500, "Internal Server Error", "The server could not complete the request.").response()
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(Problem, lambda p: p.response())
+    app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(Exception, _from_unexpected)

@@ -1,0 +1,48 @@
+"""Redis connections built from settings (TLS included) and the gateway's Lua scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.commands.core import Script
+
+from settings import Settings
+
+LUA = Path(__file__).with_name("lua")
+
+
+def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
+    """A client for REDIS_URL. `decode=False` is for RQ, which stores pickled bytes."""
+    options: dict[str, object] = {
+        "decode_responses": decode,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+    }
+    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
+        options["ssl_cert_reqs"] = "none"  # Heroku Redis presents a self-signed certificate
+    return redis.Redis.from_url(settings.redis_url, **options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The Lua scripts, registered on one client (EVALSHA, loaded again after a Redis restart)."""
+
+    accept: Script
+    finish: Script
+    retry: Script
+    lease_acquire: Script
+    lease_renew: Script
+    lease_release: Script
+    kick: Script
+
+    @classmethod
+    def register(cls, client: redis.Redis) -> Scripts:
+        return cls(
+            **{
+                name: client.register_script((LUA / f"{name}.lua").read_text())
+                for name in cls.__dataclass_fields__
+            }
+        )

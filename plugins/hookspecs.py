@@ -1,0 +1,20 @@
+"""The hooks a gateway plugin may implement. Every hook is listed here, with what it returns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pluggy import HookimplMarker, HookspecMarker
+
+if TYPE_CHECKING:
+    from plugins.store import Store
+    from settings import Settings
+
+hookspec = HookspecMarker("gateway")
+hookimpl = HookimplMarker("gateway")
+
+
+@hookspec
+def register_stores(settings: Settings) -> list[Store] | None:
+    """Return the stores this plugin provides, configured from `settings` (none if it lacks
+    what it needs). Each store's `name` must be unique among all plugins."""

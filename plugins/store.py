@@ -1,0 +1,108 @@
+"""The store contract: what a storage backend implements to receive the gateway's writes.
+
+A store applies commands that the gateway has already accepted and validated. Its promise:
+
+- `apply` is one transaction: every command of the batch takes effect, in the order given, or
+  none does.
+- Re-applying is harmless. Each command carries `seq`, its acceptance order; a store keeps, per
+  entity, the `seq` of the last command it applied and skips any command whose `seq` is not
+  greater. A re-delivered command, or a late one from a worker that lost its lease, is a no-op.
+- Unreachable is not wrong: raise `StoreUnavailable` when the backend cannot be reached; the
+  gateway then waits and retries without counting an attempt against the command.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from gateway.merge_patch import merge_patch
+
+Op = Literal["create", "replace", "patch", "delete"]
+Document = dict[str, Any]
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached now; the same batch will be retried later."""
+
+
+class Rejected(Exception):
+    """This command can never apply (create of an existing entity, patch of a missing one)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One accepted write, as a store receives it."""
+
+    command_id: str
+    seq: int
+    op: Op
+    collection: str
+    entity_id: str
+    payload: Document | None  # the document (create, replace), the merge patch, or None (delete)
+
+    def apply_to(self, current: Document | None) -> Document | None:
+        """The entity's document after this command, given the one before (None: absent).
+
+        Raises `Rejected` when the command cannot apply to that state.
+        """
+        if self.op == "create":
+            if current is not None:
+                raise Rejected(f"{self.collection}/{self.entity_id} already exists")
+            return dict(self.payload or {})
+        if self.op == "replace":
+            return dict(self.payload or {})
+        if self.op == "patch":
+            if current is None:
+                raise Rejected(f"{self.collection}/{self.entity_id} does not exist")
+            return merge_patch(current, self.payload)
+        return None  # delete: absent afterwards, whether it was there or not
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a collection, in a stable order; `next` is the cursor of the following page."""
+
+    items: list[Document]
+    next: str | None
+
+
+Outcome = str | None  # None: applied (or already applied); a string: the command was rejected
+
+
+class Store(abc.ABC):
+    """Base class of every storage backend. Subclasses are registered by a plugin hook."""
+
+    #: The name settings use to route collections to this store (`DEFAULT_STORE`, `COLLECTION_STORES`).
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        """Apply `commands`, in order, atomically; one outcome per command, in the same order.
+
+        A command that `Command.apply_to` rejects changes nothing and gets its reason as outcome;
+        the others still commit. Any exception means nothing was committed.
+        """
+
+    @abc.abstractmethod
+    def get(self, collection: str, entity_id: str) -> Document | None:
+        """The stored document (without its id), or None."""
+
+    @abc.abstractmethod
+    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
+        """Up to `limit` documents, each with its `id`, after `cursor` (None: from the start)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Return if the backend answers; raise otherwise."""
+
+    def setup(self) -> None:  # noqa: B027 - optional, most stores create what they need lazily
+        """Create what the store needs (tables, indexes). Idempotent; run by `flask setup`."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,109 @@
+"""Every setting of the gateway, read from the environment, typed and checked at start.
+
+The defaults are the embedded ones: a local Redis and an SQLite file, so that the product runs
+with nothing configured. Heroku-style deploys set the same names as config vars.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("gateway.settings")
+
+DEV_USER = "dev"
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration; one instance per process, built by `load()`."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    app_env: Literal["development", "production", "test"] = "development"
+
+    # Redis: payload cache and broker.
+    redis_url: str = "redis://localhost:6379/0"
+    redis_tls_verify: bool = True
+    # Prefix of every Redis key the gateway writes, so that several deployments can share a Redis.
+    key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
+    # Stores.
+    database_url: str = "sqlite:///data.db"
+    mongo_url: str | None = None
+    # Name of the store that receives every collection not routed elsewhere.
+    default_store: str = "sql"
+    # Per-collection routing, `collection=store` pairs, comma-separated (e.g. `audit=mongo`).
+    collection_stores: str = ""
+
+    # Web.
+    jwt_secret: str | None = None
+    port: int = Field(default=5000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=64)
+    cors_origins: str = ""
+
+    # Command pipeline.
+    # Streams the commands are spread over (entity -> partition by a stable hash). Change it only
+    # with an empty backlog: a pending command's partition is part of its id.
+    partitions: int = Field(default=16, ge=1, le=1024)
+    # Commands applied per store transaction.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Attempts before a failing command is dead-lettered and marked failed.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Backoff between attempts: base * 2**(attempt-1), capped.
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    # How long a partition lease lives without renewal: the takeover time after a worker dies.
+    lease_seconds: float = Field(default=15.0, ge=1, le=55)
+    # How long one drain job may run before it yields its worker to other partitions.
+    drain_slice_seconds: float = Field(default=1.0, gt=0)
+    # How often each worker process looks for partitions with work and nobody on them.
+    scan_interval_seconds: float = Field(default=0.25, gt=0)
+    # How long finished commands' status records are kept.
+    status_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Notification events kept per user for replay.
+    events_per_user: int = Field(default=1000, ge=10)
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, url: str) -> str:
+        """Accept Heroku's `postgres://` and plain `postgresql://`, driving both with psycopg 3."""
+        for scheme in ("postgres://", "postgresql://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url[len(scheme) :]
+        return url
+
+    @field_validator("collection_stores")
+    @classmethod
+    def _routing_pairs(cls, value: str) -> str:
+        for pair in filter(str.strip, value.split(",")):
+            if "=" not in pair:
+                raise ValueError(f"COLLECTION_STORES entry {pair!r} is not collection=store")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.app_env == "production" and not self.jwt_secret:
+            raise ValueError("JWT_SECRET must be set when APP_ENV=production")
+        return self
+
+    @property
+    def open_dev_mode(self) -> bool:
+        """Without a JWT secret every caller is the one dev user."""
+        return not self.jwt_secret
+
+    @property
+    def collection_store_map(self) -> dict[str, str]:
+        pairs = (p.split("=", 1) for p in self.collection_stores.split(",") if p.strip())
+        return {c.strip(): s.strip() for c, s in pairs}
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def load(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, CLI) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,119 @@
+"""Fixtures shared by the test suite.
+
+Integration tests use the real services on this machine: Redis, PostgreSQL and MariaDB. When one
+is missing, its tests are skipped on a laptop, and fail under `CI=true`, where nothing may pass by
+skipping. Every test gets its own Redis key prefix and its own SQL databases' tables by name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests import services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("APP_ENV", "test")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A real Redis (REDIS_TEST_URL, default db 15 of the local server)."""
+    return services.require_redis()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with services.scratch_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh MariaDB database for this test session, dropped at the end."""
+    with services.scratch_mariadb() as url:
+        yield url
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    value = "t" + secrets.token_hex(4)
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{{{value}:*", f"{value}:*", f"rq:*{value}-apply*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def settings_env(redis_url: str, prefix: str, sqlite_url: str) -> dict[str, str]:
+    """Environment for gateway processes of this test: its Redis prefix and fast timings."""
+    return {
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": prefix,
+        "DATABASE_URL": sqlite_url,
+        "APP_ENV": "test",
+        "PARTITIONS": "4",
+        "LEASE_SECONDS": "3",
+        "SCAN_INTERVAL_SECONDS": "0.1",
+        "RETRY_BASE_SECONDS": "0.2",
+        "RETRY_MAX_SECONDS": "1",
+        "MAX_ATTEMPTS": "3",
+    }
+
+
+@pytest.fixture
+def app(settings_env: dict[str, str]) -> Any:
+    """The web app on this test's Redis prefix and SQLite store."""
+    from app import create_app
+
+    application = create_app({k.lower(): v for k, v in settings_env.items()})
+    yield application
+    application.extensions["gateway"].close()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A test client of `app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def start_worker(settings_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start real `python -m workers` processes; every one is killed at the end of the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        full_env = {**os.environ, **settings_env, **env}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers"], cwd=ROOT, env=full_env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)

@@ -1,0 +1,34 @@
+"""`python -m workers`: the worker process of the Procfile.
+
+An RQ worker that runs the drain jobs in its own process (no fork per job), beside the
+scheduler thread that queues them. Run as many of these processes as the load needs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import SimpleWorker
+
+from settings import load
+from workers import runtime
+from workers.scheduler import Scheduler
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rt = runtime.Runtime(load())
+    runtime.install(rt)
+    rt.gw.ensure_groups()
+    scheduler = Scheduler(rt)
+    scheduler.start()
+    worker = SimpleWorker([rt.queue], connection=rt.rq_redis, name=rt.name)
+    try:
+        worker.work(logging_level="WARNING", with_scheduler=False)
+    finally:
+        scheduler.stop()
+        rt.close()
+
+
+if __name__ == "__main__":
+    main()

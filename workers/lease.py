@@ -1,0 +1,82 @@
+"""Partition leases: one worker at a time applies a partition, which keeps per-entity order.
+
+A lease is a Redis key with a TTL and a token that is new for every holder (a fencing token):
+the scripts that finish commands check it, so a worker that lost its lease (paused, partitioned
+away) cannot acknowledge work another worker has taken over. A keeper thread renews the leases
+the process holds, so a long store transaction does not lose one; a dead process stops renewing,
+and its partitions are free again after `LEASE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from gateway.context import Gateway
+
+log = logging.getLogger("gateway.lease")
+
+
+@dataclass
+class Lease:
+    partition: int
+    token: str
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class Leases:
+    """Takes, renews and releases this process's partition leases."""
+
+    def __init__(self, gw: Gateway, owner: str) -> None:
+        self.gw = gw
+        self.owner = owner
+        self.ttl_ms = int(gw.settings.lease_seconds * 1000)
+        self._held: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    def acquire(self, partition: int) -> Lease | None:
+        keys = self.gw.keys
+        token = self.gw.scripts.lease_acquire(
+            keys=[keys.lease(partition), keys.fence(partition)], args=[self.owner, self.ttl_ms]
+        )
+        if not token:
+            return None
+        lease = Lease(partition, token)
+        with self._lock:
+            self._held[partition] = lease
+        self._ensure_keeper()
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            self._held.pop(lease.partition, None)
+        self.gw.scripts.lease_release(keys=[self.gw.keys.lease(lease.partition)], args=[lease.token])
+
+    def renew_all(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        for lease in held:
+            renewed = self.gw.scripts.lease_renew(
+                keys=[self.gw.keys.lease(lease.partition)], args=[lease.token, self.ttl_ms]
+            )
+            if not renewed:
+                log.warning("lost the lease of partition %s", lease.partition)
+                lease.lost.set()
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                self.renew_all()
+            except Exception:  # noqa: BLE001 - Redis hiccup: try again at the next tick
+                log.exception("renewing leases failed")
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,88 @@
+"""The worker process's shared parts: the gateway, its leases, the RQ queue, and kicks."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from rq import Queue
+
+from gateway.context import Gateway
+from gateway.keys import GROUP
+from gateway.redis_client import connect
+from settings import Settings, load
+from workers.lease import Leases
+
+DRAIN_JOB = "workers.drain.drain_partition"
+KICK_TTL_MS = 30_000  # a queued drain job that never ran (lost queue) is re-queued after this
+# A drain job normally ends within its slice; this only stops one stuck on a hung store.
+DRAIN_JOB_TIMEOUT = 300
+
+
+class Runtime:
+    """One per worker process; the drain jobs it runs find it with `current()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.gw = Gateway(settings)
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.leases = Leases(self.gw, self.name)
+        self.rq_redis = connect(settings, decode=False)
+        self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
+
+    def kick_keys(self, partition: int) -> list[str]:
+        keys = self.gw.keys
+        return [
+            keys.stream(partition),
+            keys.lease(partition),
+            keys.pause(partition),
+            keys.wait(partition),
+            keys.kick(partition),
+        ]
+
+    def kick(self, partition: int) -> bool:
+        """Queue a drain job for the partition if it has due work and none is queued or running."""
+        if self.gw.scripts.kick(keys=self.kick_keys(partition), args=[KICK_TTL_MS, GROUP]):
+            self.enqueue_drain(partition)
+            return True
+        return False
+
+    def kick_all(self) -> int:
+        """`kick` for every partition, in one round trip for the checks."""
+        pipe = self.gw.redis.pipeline(transaction=False)
+        for partition in range(self.gw.settings.partitions):
+            self.gw.scripts.kick(keys=self.kick_keys(partition), args=[KICK_TTL_MS, GROUP], client=pipe)
+        due = [p for p, queue_it in enumerate(pipe.execute()) if queue_it]
+        for partition in due:
+            self.enqueue_drain(partition)
+        return len(due)
+
+    def enqueue_drain(self, partition: int) -> None:
+        self.queue.enqueue(
+            DRAIN_JOB,
+            partition,
+            job_timeout=DRAIN_JOB_TIMEOUT,
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            description=f"drain partition {partition}",
+        )
+
+    def close(self) -> None:
+        self.leases.stop()
+        self.gw.close()
+        self.rq_redis.close()
+
+
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """This process's runtime; built from the environment when a plain `rq worker` runs a job."""
+    global _current
+    if _current is None:
+        _current = Runtime(load())
+    return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
