@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Stores.
     database_url: str = "sqlite:///data.db"
     mongo_url: str | None = None
+    # Extra plugin modules to register by dotted name, comma-separated, beside the built-in
+    # ones and those installed packages declare under the `gateway` entry point group.
+    plugins: str = ""
     # Name of the store that receives every collection not routed elsewhere.
     default_store: str = "sql"
     # Per-collection routing, `collection=store` pairs, comma-separated (e.g. `audit=mongo`).
@@ -98,6 +101,10 @@ class Settings(BaseSettings):
     def collection_store_map(self) -> dict[str, str]:
         pairs = (p.split("=", 1) for p in self.collection_stores.split(",") if p.strip())
         return {c.strip(): s.strip() for c, s in pairs}
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        return [m.strip() for m in self.plugins.split(",") if m.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

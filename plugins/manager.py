@@ -21,11 +21,11 @@ class PluginError(RuntimeError):
     """The plugins cannot give a working configuration (unknown store, duplicate name)."""
 
 
-def make_manager() -> pluggy.PluginManager:
-    """A plugin manager with the built-in plugins and every installed one registered."""
+def make_manager(extra: list[str] | tuple[str, ...] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the built-in plugins, the `extra` modules and every installed one."""
     pm = pluggy.PluginManager("gateway")
     pm.add_hookspecs(hookspecs)
-    for name in DEFAULT_PLUGINS:
+    for name in (*DEFAULT_PLUGINS, *extra):
         pm.register(importlib.import_module(name), name=name)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     pm.check_pending()  # a misspelt hook name fails here, at start
@@ -37,7 +37,7 @@ class Plugins:
 
     def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
         self.settings = settings
-        self.pm = pm or make_manager()
+        self.pm = pm or make_manager(settings.plugin_modules)
 
     def stores(self) -> dict[str, Store]:
         """Every store the plugins provide for these settings, by name."""
