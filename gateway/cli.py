@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 
 from gateway.commands import accept
 from gateway.context import Gateway
@@ -15,6 +16,7 @@ def _gateway() -> Gateway:
 
 
 @click.command("setup")
+@with_appcontext
 def setup_command() -> None:
     """Create consumer groups and store tables; safe to run on every release."""
     gw = _gateway()
@@ -24,9 +26,9 @@ def setup_command() -> None:
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
 
 
-@click.group("dead-letters")
-def dead_letters() -> None:
-    """Commands that failed after their retries, kept with their payload and error."""
+dead_letters = AppGroup(
+    "dead-letters", help="Commands that failed after their retries, kept with their payload and error."
+)
 
 
 @dead_letters.command("list")

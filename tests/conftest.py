@@ -99,21 +99,32 @@ def client(app: Any) -> Any:
 
 
 @pytest.fixture
-def start_worker(settings_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start real `python -m workers` processes; every one is killed at the end of the test."""
-    started: list[subprocess.Popen[bytes]] = []
+def start_worker(
+    settings_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start real `python -m workers` processes; every one is killed at the end of the test.
+
+    Each one logs to `worker-<n>.log` in the test's tmp_path, printed when the test fails.
+    """
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(**env: str) -> subprocess.Popen[bytes]:
-        full_env = {**os.environ, **settings_env, **env}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "workers"], cwd=ROOT, env=full_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        started.append(process)
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workers"],
+                cwd=ROOT,
+                env={**os.environ, **settings_env, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append((process, log_path))
         return process
 
     yield start
-    for process in started:
+    for process, log_path in started:
         if process.poll() is None:
             process.kill()
         process.wait(10)
+        print(f"--- {log_path.name} (exit {process.returncode}) ---")
+        print(log_path.read_text(errors="replace")[-5000:])

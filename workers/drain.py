@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -179,7 +178,7 @@ class Drainer:
         entries: list[tuple[Entry, int]] = []
         orphans: list[str] = []
         for entry_id, fields in raw:
-            record = dict(zip(RECORD_FIELDS, next(records))) if fields else {}
+            record = dict(zip(RECORD_FIELDS, next(records), strict=False)) if fields else {}
             if record.get("st") != "pending":
                 orphans.append(entry_id)  # deleted entry, or its record is gone or finished
                 continue
@@ -203,7 +202,9 @@ class Drainer:
         return entries, orphans
 
     def _forget(self, entry_ids: list[str]) -> None:
-        log.warning("partition %s: dropping %d entries without a pending command", self.partition, len(entry_ids))
+        log.warning(
+            "partition %s: dropping %d entries without a pending command", self.partition, len(entry_ids)
+        )
         pipe = self.gw.redis.pipeline(transaction=False)
         pipe.xack(self.stream, GROUP, *entry_ids)
         pipe.xdel(self.stream, *entry_ids)
@@ -240,7 +241,7 @@ class Drainer:
             return self._apply_one_by_one(store, entries)
         return {
             e: Result("applied") if outcome is None else Result("failed", outcome)
-            for e, outcome in zip(entries, outcomes)
+            for e, outcome in zip(entries, outcomes, strict=False)
         }
 
     def _apply_one_by_one(self, store: Store, entries: list[Entry]) -> dict[Entry, Result]:
@@ -299,12 +300,20 @@ class Drainer:
         keys, settings = self.keys, self.settings
         for chunk in _chunks(finished, FINISH_CHUNK):
             script_keys = [keys.lease(self.partition), self.stream, keys.dead(self.partition)]
-            args: list[object] = [self.lease.token, GROUP, now, settings.status_ttl_seconds, settings.events_per_user]
+            args: list[object] = [
+                self.lease.token,
+                GROUP,
+                now,
+                settings.status_ttl_seconds,
+                settings.events_per_user,
+            ]
             for entry, status, error in chunk:
                 script_keys += [entry.record_key, keys.events(entry.user)]
-                args += [entry.entry_id, entry.command.command_id, status, error]
+                args += [entry.entry_id, entry.command.command_id, status, error, entry.attempts + 1]
             if not self.gw.scripts.finish(keys=script_keys, args=args):
-                log.warning("partition %s: lease lost before finishing; the next holder redoes it", self.partition)
+                log.warning(
+                    "partition %s: lease lost before finishing; the next holder redoes it", self.partition
+                )
                 self.lease.lost.set()
                 return False
         self.applied += sum(1 for _, status, _ in finished if status == "applied")
@@ -345,6 +354,3 @@ def _reachable(store: Store) -> bool:
 def _chunks(items: list, size: int) -> Iterable[list]:  # type: ignore[type-arg]
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-

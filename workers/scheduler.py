@@ -25,9 +25,7 @@ class Scheduler(threading.Thread):
         self.rt = rt
         self.interval = rt.gw.settings.scan_interval_seconds
         self.stopped = threading.Event()
-        self.partition_of_stream = {
-            rt.gw.keys.stream(p): p for p in range(rt.gw.settings.partitions)
-        }
+        self.partition_of_stream = {rt.gw.keys.stream(p): p for p in range(rt.gw.settings.partitions)}
 
     def run(self) -> None:
         listener = connect(self.rt.gw.settings)

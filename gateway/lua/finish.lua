@@ -4,22 +4,23 @@
 -- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, then per command:
 --   command record, owner's event stream
 -- ARGV[1] lease token, ARGV[2] group, ARGV[3] now (ms), ARGV[4] record TTL (s),
--- ARGV[5] events kept per user, then per command: entry id, command id, status, error
+-- ARGV[5] events kept per user, then per command: entry id, command id, status, error, attempts
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local count = (#KEYS - 3) / 2
 for i = 0, count - 1 do
   local record, events = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
-  local a = 6 + 4 * i
+  local a = 6 + 5 * i
   local entry, command_id, status, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'att', 'acc')
+  local attempts = ARGV[a + 4]
+  local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc')
   if r[6] == 'pending' then
     if status == 'failed' then
       redis.call('XADD', KEYS[3], '*', 'c', command_id, 'op', r[1], 'col', r[2], 'eid', r[3],
-        'uid', r[4], 'pl', r[5] or '', 'err', err, 'att', r[7], 'acc', r[8], 'at', ARGV[3])
+        'uid', r[4], 'pl', r[5] or '', 'err', err, 'att', attempts, 'acc', r[7], 'at', ARGV[3])
     end
-    redis.call('HSET', record, 'st', status, 'fin', ARGV[3], 'err', err)
+    redis.call('HSET', record, 'st', status, 'fin', ARGV[3], 'err', err, 'att', attempts)
     redis.call('HDEL', record, 'pl', 'nxt')
     redis.call('EXPIRE', record, ARGV[4])
     local event = {type = 'command.' .. status, command_id = command_id, op = r[1],

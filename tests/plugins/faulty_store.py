@@ -2,8 +2,9 @@
 
 - `flaky`: a batch fails, before anything is written, with probability FLAKY_RATE.
 - `poisonable`: a command whose document holds `"poison": true` always fails.
-- `slow`: commits, then sleeps SLOW_AFTER_COMMIT seconds before answering, so that a worker can
-  be killed between the commit and the acknowledgement.
+- `slow`: sleeps SLOW_BEFORE_COMMIT seconds inside its transaction, after writing, and
+  SLOW_AFTER_COMMIT seconds after the commit, so that a worker can be killed with a transaction
+  open, or between the commit and the acknowledgement.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import os
 import random
 import time
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from plugins.hookspecs import hookimpl
 from plugins.sql_store import SqlStore
@@ -39,6 +43,11 @@ class PoisonableStore(SqlStore):
 
 class SlowStore(SqlStore):
     name = "slow"
+
+    def _apply_collection(self, conn: Connection, table: sa.Table, batch: list[Command]) -> list[Outcome]:
+        outcomes = super()._apply_collection(conn, table, batch)
+        time.sleep(float(os.environ.get("SLOW_BEFORE_COMMIT", "0")))
+        return outcomes
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes = super().apply(commands)
