@@ -22,6 +22,13 @@ def main() -> None:
     rt.gw.ensure_groups()
     scheduler = Scheduler(rt)
     scheduler.start()
+    logging.getLogger("gateway.worker").info(
+        "worker %s: %d partitions, stores %s, queue %s",
+        rt.name,
+        rt.gw.settings.partitions,
+        ", ".join(rt.gw.stores.by_name),
+        rt.queue.name,
+    )
     worker = SimpleWorker([rt.queue], connection=rt.rq_redis, name=rt.name)
     try:
         worker.work(logging_level="WARNING", with_scheduler=False)
