@@ -1,0 +1,166 @@
+"""Apply throughput: commands/s from the streams to committed PostgreSQL rows.
+
+Runs, in one go and on the same machine:
+  1. the product with 1 and with 2 worker processes, on a backlog of N accepted commands;
+  2. the ceiling: a bare loop of XREADGROUP COUNT 100 + MGET + one batched INSERT + XACK/XDEL;
+  3. the naive way: one RQ job per command with RQ's default (forking) worker.
+and prints each rate and its ratio to the bare loop.
+
+    .venv/bin/python -m bench.apply --commands 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import redis
+import sqlalchemy as sa
+
+from bench.common import (
+    DEFAULT_DATABASE,
+    DEFAULT_REDIS,
+    ROOT,
+    clean,
+    fill,
+    fresh_prefix,
+    gateway_for,
+    pause_all,
+    payload,
+    resume_all,
+    wait_drained,
+    wait_workers_ready,
+    worker_processes,
+)
+
+
+def product(workers: int, count: int, redis_url: str, database_url: str) -> float:
+    prefix = fresh_prefix()
+    gw = gateway_for(prefix, redis_url, database_url)
+    collection = f"{prefix}_docs"
+    gw.ensure_groups()
+    pause_all(gw, 600)
+    fill(gw, collection, count)
+    env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    try:
+        with worker_processes(workers, env):
+            wait_workers_ready(gw, workers)
+            gw.stores.default.apply([])  # the ledger table exists before the clock starts
+            resume_all(gw)
+            elapsed = wait_drained(gw, timeout=600)
+    finally:
+        clean(gw)
+        drop(database_url, collection)
+        gw.close()
+    return count / elapsed
+
+
+def bare_loop(count: int, redis_url: str, database_url: str) -> float:
+    prefix = fresh_prefix()
+    client = redis.Redis.from_url(redis_url)
+    stream, table = f"{prefix}:stream", f"{prefix}_bare"
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(200) PRIMARY KEY, doc jsonb NOT NULL)"))
+    client.xgroup_create(stream, "g", id="0", mkstream=True)
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        pipe.set(f"{prefix}:p:{i}", payload(i))
+        pipe.xadd(stream, {"c": i})
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    insert = sa.text(f"INSERT INTO {table} (id, doc) VALUES (:id, CAST(:doc AS jsonb))")
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        reply = client.xreadgroup("g", "c", {stream: ">"}, count=100)
+        entries = reply[0][1]
+        ids = [fields[b"c"].decode() for _, fields in entries]
+        docs = client.mget([f"{prefix}:p:{i}" for i in ids])
+        with engine.begin() as conn:
+            conn.execute(
+                insert, [{"id": f"e{i}", "doc": d.decode()} for i, d in zip(ids, docs, strict=False)]
+            )
+        entry_ids = [entry_id for entry_id, _ in entries]
+        pipe.xack(stream, "g", *entry_ids)
+        pipe.xdel(stream, *entry_ids)
+        pipe.delete(*[f"{prefix}:p:{i}" for i in ids])
+        pipe.execute()
+        done += len(entries)
+    elapsed = time.perf_counter() - start
+    client.delete(stream)
+    drop(database_url, table)
+    return count / elapsed
+
+
+def rq_job_per_command(count: int, redis_url: str, database_url: str) -> float:
+    from rq import Queue
+
+    prefix = fresh_prefix()
+    table = f"{prefix}_rq"
+    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(200) PRIMARY KEY, doc jsonb NOT NULL)"))
+    client = redis.Redis.from_url(redis_url)
+    queue = Queue(f"{prefix}-rq", connection=client)
+    for i in range(count):
+        queue.enqueue("bench.jobs.insert_one", table, f"e{i}", payload(i).decode(), result_ttl=0)
+    env = {**os.environ, "BENCH_DATABASE_URL": url}
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--quiet", "--url", redis_url, queue.name],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - start
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    drop(database_url, table)
+    assert rows == count, f"rq baseline inserted {rows} of {count}"
+    return count / elapsed
+
+
+def drop(database_url: str, table: str) -> None:
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        if sa.inspect(conn).has_table("_gateway_applied"):
+            conn.execute(sa.text("DELETE FROM _gateway_applied WHERE collection = :c"), {"c": table})
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=50_000)
+    parser.add_argument("--rq-commands", type=int, default=300, help="the forking baseline is slow")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    args = parser.parse_args()
+    n, redis_url, db = args.commands, args.redis_url, args.database_url
+
+    rates = {
+        "bare loop (XREADGROUP+MGET+INSERT batch 100)": bare_loop(n, redis_url, db),
+        "product, 1 worker process": product(1, n, redis_url, db),
+        "product, 2 worker processes": product(2, n, redis_url, db),
+        f"RQ, one job per command, default worker ({args.rq_commands})": rq_job_per_command(
+            args.rq_commands, redis_url, db
+        ),
+    }
+    ceiling = rates["bare loop (XREADGROUP+MGET+INSERT batch 100)"]
+    print(f"\napply throughput, {n} commands to PostgreSQL ({len(payload(0))} B documents)")
+    print(f"{'run':60} {'commands/s':>11} {'x bare loop':>12}")
+    for name, rate in rates.items():
+        print(f"{name:60} {rate:11.0f} {rate / ceiling:12.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Shared helpers of the benchmark scripts: fresh prefixes, filling streams, worker processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from gateway.context import Gateway
+from gateway.ids import new_command_id, partition_of
+from settings import load
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def fresh_prefix() -> str:
+    return "bench" + secrets.token_hex(3)
+
+
+def payload(i: int) -> bytes:
+    """A small document, about 60 bytes as JSON."""
+    return orjson.dumps({"n": i, "text": "hello world", "tags": ["a", "b"], "ok": True})
+
+
+def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object) -> Gateway:
+    return Gateway(load(key_prefix=prefix, redis_url=redis_url, database_url=database_url, **extra))
+
+
+def fill(gw: Gateway, collection: str, count: int) -> None:
+    """Accept `count` creates on distinct entities through the product's accept script."""
+    pipe = gw.redis.pipeline(transaction=False)
+    partitions = gw.settings.partitions
+    for i in range(count):
+        entity = f"e{i}"
+        p = partition_of(collection, entity, partitions)
+        command_id = new_command_id(p)
+        fields = ["op", "create", "col", collection, "eid", entity, "uid", "bench", "st", "pending"]
+        fields += ["att", 0, "acc", int(time.time() * 1000), "pl", payload(i)]
+        gw.scripts.accept(
+            keys=[gw.keys.command(p, command_id), gw.keys.stream(p)], args=[command_id, *fields], client=pipe
+        )
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+
+
+def backlog(gw: Gateway) -> int:
+    pipe = gw.redis.pipeline(transaction=False)
+    for p in range(gw.settings.partitions):
+        pipe.xlen(gw.keys.stream(p))
+    return sum(pipe.execute())
+
+
+def wait_drained(gw: Gateway, timeout: float) -> float:
+    start = time.perf_counter()
+    while backlog(gw):
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"backlog of {backlog(gw)} left after {timeout} s")
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def pause_all(gw: Gateway, seconds: float) -> None:
+    """Hold every partition (the outage pause), so that work can pile up before a timed run."""
+    for p in range(gw.settings.partitions):
+        gw.redis.set(gw.keys.pause(p), 1, px=int(seconds * 1000))
+
+
+def resume_all(gw: Gateway) -> None:
+    gw.redis.delete(*[gw.keys.pause(p) for p in range(gw.settings.partitions)])
+
+
+@contextmanager
+def worker_processes(count: int, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    full = {**os.environ, **env}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            cwd=ROOT,
+            env=full,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_workers_ready(gw: Gateway, count: int, timeout: float = 30) -> None:
+    """Wait until `count` RQ workers listen on the gateway's queue."""
+    from rq import Queue, Worker
+
+    from gateway.redis_client import connect
+
+    raw = connect(gw.settings, decode=False)
+    queue = Queue(gw.keys.rq_queue(), connection=raw)
+    start = time.monotonic()
+    while len(Worker.all(queue=queue)) < count:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("workers did not start")
+        time.sleep(0.1)
+    raw.close()
+
+
+def clean(gw: Gateway) -> None:
+    """Delete every key under the benchmark's prefix."""
+    for pattern in (f"{{{gw.keys.prefix}:*", f"{gw.keys.prefix}:*"):
+        keys = list(gw.redis.scan_iter(match=pattern, count=5000))
+        for i in range(0, len(keys), 5000):
+            gw.redis.delete(*keys[i : i + 5000])
