@@ -14,6 +14,8 @@ from settings import load
 
 log = logging.getLogger("gateway")
 
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least as many bits as the hash, 256
+
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then `test_config` overrides on top."""
@@ -26,6 +28,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "JWT_SECRET is not set: open dev mode, every caller is the user %r. "
             "Set JWT_SECRET before exposing this service.",
             "dev",
+        )
+    elif len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:  # type: ignore[union-attr]
+        log.warning(
+            "JWT_SECRET is shorter than %d bytes: tokens signed with it are easier to forge.",
+            MIN_SECRET_BYTES,
         )
     problems.init_app(app)
     api.init_app(app)

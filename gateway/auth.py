@@ -35,9 +35,7 @@ def user_of(token: str | None, settings: Settings) -> str:
     if not token:
         raise _unauthorized("A bearer token is required.")
     try:
-        claims = jwt.decode(
-            token, settings.jwt_secret, algorithms=ALGORITHMS, options={"require": ["sub"]}
-        )
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=ALGORITHMS, options={"require": ["sub"]})
     except jwt.PyJWTError as error:
         raise _unauthorized(f"The bearer token is not valid: {error}.") from error
     subject = claims["sub"]

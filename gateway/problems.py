@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import orjson
+import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
@@ -61,6 +62,18 @@ def _from_http(error: HTTPException) -> Response:
     return response
 
 
+def _from_redis_down(error: redis.RedisError) -> Response:
+    """Redis cannot be reached (or did not answer): the client may try again shortly."""
+    log.error("Redis is unreachable: %s", error)
+    return Problem(
+        503,
+        "Service Unavailable",
+        "The command broker cannot be reached. Try again shortly.",
+        slug="broker-unavailable",
+        headers={"Retry-After": "5"},
+    ).response()
+
+
 def _from_unexpected(error: Exception) -> Response:
     log.exception("unhandled error", exc_info=error)
     return Problem(500, "Internal Server Error", "The server could not complete the request.").response()
@@ -69,4 +82,6 @@ def _from_unexpected(error: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, lambda p: p.response())
     app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(redis.ConnectionError, _from_redis_down)
+    app.register_error_handler(redis.TimeoutError, _from_redis_down)
     app.register_error_handler(Exception, _from_unexpected)

@@ -56,7 +56,9 @@ def json_object(request: Request, accepted: frozenset[str]) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise Problem(400, "Bad Request", f"The body is not valid JSON: {error}.", slug="malformed-json") from error
+        raise Problem(
+            400, "Bad Request", f"The body is not valid JSON: {error}.", slug="malformed-json"
+        ) from error
     if not isinstance(body, dict):
         raise Problem(
             422,

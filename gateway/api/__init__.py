@@ -27,8 +27,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def init_app(app: Flask) -> None:
-    from gateway.api import commands, health, reads
+    from gateway.api import commands, cors, health, reads
 
+    cors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(reads.bp)

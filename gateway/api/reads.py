@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, request
 
 from gateway.api import current_user, gateway, json_response
@@ -12,6 +14,7 @@ bp = Blueprint("reads", __name__, url_prefix="/api")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would also take " 5", "+5" and "٥"
 
 
 @bp.before_request
@@ -29,14 +32,21 @@ def get_one(collection: str, entity_id: str) -> Response:
     return json_response({**document, "id": entity_id})
 
 
-@bp.get("/<collection>")
-def list_page(collection: str) -> Response:
-    check_collection(collection)
-    limit = request.args.get("limit", DEFAULT_LIMIT, type=int)
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
+def _limit(given: str | None) -> int:
+    """The page size asked for: DEFAULT_LIMIT when absent, else 1 to MAX_LIMIT in plain digits."""
+    if given is None:
+        return DEFAULT_LIMIT
+    if not LIMIT.fullmatch(given) or not 1 <= int(given) <= MAX_LIMIT:
         raise Problem(
             400, "Bad Request", f"limit must be an integer from 1 to {MAX_LIMIT}.", slug="invalid-parameter"
         )
+    return int(given)
+
+
+@bp.get("/<collection>")
+def list_page(collection: str) -> Response:
+    check_collection(collection)
+    limit = _limit(request.args.get("limit"))
     cursor = request.args.get("cursor") or None
     try:
         page = gateway().stores.for_collection(collection).list(collection, limit, cursor)

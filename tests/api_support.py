@@ -1,0 +1,56 @@
+"""Helpers of the HTTP API tests: tokens, problem bodies and the test's Redis keys."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import redis
+
+# HS256 wants a key of at least 256 bits (RFC 7518 3.2); shorter ones make PyJWT warn.
+SECRET = "s3cret-of-the-api-tests-32-bytes-long"
+
+
+def token(sub: Any = "alice", *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    """A signed JWT for `sub` (None: no `sub` claim), valid for a minute unless `exp` is given."""
+    payload: dict[str, Any] = {"exp": int(time.time()) + 60, **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of `status`; returns its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json", response.mimetype
+    body = response.get_json(force=True)
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    text = response.get_data(as_text=True)
+    assert "<html" not in text.lower() and "Traceback" not in text
+    return body
+
+
+class RedisKeys:
+    """Every key under one test prefix, to show that a request wrote nothing (or something)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.patterns = (f"{{{prefix}:*", f"{prefix}:*")
+
+    def all(self) -> set[bytes]:
+        return {key for pattern in self.patterns for key in self.client.scan_iter(match=pattern, count=1000)}
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        """Each key with its serialized value: equal snapshots, nothing written in between."""
+        return {key: self.client.dump(key) for key in self.all()}
+
+    def close(self) -> None:
+        self.client.close()
