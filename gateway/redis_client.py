@@ -13,13 +13,21 @@ from settings import Settings
 LUA = Path(__file__).with_name("lua")
 
 
+# A Redis that accepts connections but does not answer must not hold a request for long; the
+# gateway's own blocking reads wait far less than this.
+SOCKET_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
 def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
-    """A client for REDIS_URL. `decode=False` is for RQ, which stores pickled bytes."""
+    """A client for REDIS_URL. `decode=False` is for RQ, which stores pickled bytes and blocks
+    on its queues for minutes, so it gets no read timeout."""
     options: dict[str, object] = {
         "decode_responses": decode,
         "health_check_interval": 30,
         "socket_keepalive": True,
-        "retry_on_timeout": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS if decode else None,
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # Heroku Redis presents a self-signed certificate
