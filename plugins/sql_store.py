@@ -3,14 +3,22 @@
 Each collection is a table of JSON documents (`id`, `doc`), created on first write. A ledger
 table keeps, per entity, the sequence of the last command applied: the store's idempotency and
 fencing record, written in the same transaction as the documents.
+
+Ids compare and sort by code point on every database (PostgreSQL's `C` collation, MariaDB's
+binary one), so that a list walks the same order everywhere. MariaDB refuses JSON nested 32 or
+more levels deep; the store answers such a document with `Rejected`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import re
+import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -26,20 +34,42 @@ from settings import Settings
 log = logging.getLogger("gateway.sql_store")
 
 LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
+# The collections this store keeps: the gateway's names, which are also safe table names that no
+# database truncates (PostgreSQL cuts identifiers at 63 bytes).
+COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
-# Entity ids compare byte for byte: MariaDB's default collations fold case and trailing spaces.
-EntityId = sa.String(200).with_variant(mysql.VARCHAR(200, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+# Entity ids compare and sort by code point: MariaDB's default collations fold case and trailing
+# spaces, and PostgreSQL's follow the database's locale (where "a" < "B" < "b").
+EntityId = (
+    sa.String(200)
+    .with_variant(mysql.VARCHAR(200, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+    .with_variant(postgresql.VARCHAR(200, collation="C"), "postgresql")
+)
 JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as error:  # a lone surrogate, an int past 64 bits
+        raise Rejected(f"the document cannot be encoded as JSON: {error}") from error
+
+
+# MySQL/MariaDB error codes of a document the database refuses: a failed CHECK (MariaDB's JSON
+# column checks JSON_VALID, which refuses nesting of 32 levels or more), invalid JSON text and too
+# deep a document (MySQL's JSON type).
+REFUSED_BY_MYSQL = frozenset({4025, 3140, 3157})
 
 
 def make_engine(url: str) -> Engine:
     """An engine with the per-dialect settings that concurrent writers need."""
+    options: dict[str, Any] = {}
+    if sa.make_url(url).get_backend_name() in ("mysql", "mariadb"):
+        # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
+        # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
+        options["isolation_level"] = "READ COMMITTED"
     engine = sa.create_engine(
-        url, pool_pre_ping=True, json_serializer=_dumps, json_deserializer=orjson.loads
+        url, pool_pre_ping=True, json_serializer=_dumps, json_deserializer=orjson.loads, **options
     )
     if engine.dialect.name == "sqlite":
         _serialize_sqlite_writers(engine)
@@ -53,14 +83,37 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+        _switch_to_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         writing = conn.get_execution_options().get("writer", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+SQLITE_BUSY_SECONDS = 30  # how long an SQLite connection waits for another one's lock
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """PRAGMA journal_mode=WAL, retried while busy.
+
+    Connections that open a new database file at once (a web and a worker process starting)
+    all switch it to WAL; SQLite answers SQLITE_BUSY at once to all but one, without waiting
+    for the busy timeout, since the switch upgrades a shared lock. Once the file is in WAL mode
+    (it stays so), the pragma changes nothing and takes no lock.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqlStore(Store):
@@ -86,10 +139,13 @@ class SqlStore(Store):
     # -- schema ------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self._create(self.ledger)
+        with self._translated():
+            self._create(self.ledger)
         self._ledger_ready = True
 
     def _document_table(self, collection: str) -> sa.Table:
+        if not is_collection(collection):
+            raise ValueError(f"{collection!r} is not a collection name")
         with self._lock:
             table = self._tables.get(collection)
             if table is None:
@@ -107,10 +163,10 @@ class SqlStore(Store):
         try:
             with self.writer.begin() as conn:
                 table.create(conn, checkfirst=True)
-        except exc.DBAPIError as error:
+        except exc.DBAPIError:
             # Another worker may have created it between the check and the CREATE.
             if not sa.inspect(self.engine).has_table(table.name):
-                raise self._translate(error) from error
+                raise
 
     def _writable(self, collection: str) -> sa.Table:
         if not self._ledger_ready:
@@ -122,6 +178,8 @@ class SqlStore(Store):
         return table
 
     def _readable(self, collection: str) -> sa.Table | None:
+        if not is_collection(collection):
+            return None
         table = self._document_table(collection)
         if table.info.get("created") or sa.inspect(self.engine).has_table(collection):
             table.info["created"] = True
@@ -134,16 +192,20 @@ class SqlStore(Store):
         outcomes: list[Outcome] = [None] * len(commands)
         by_collection: dict[str, list[int]] = {}
         for index, command in enumerate(commands):
-            by_collection.setdefault(command.collection, []).append(index)
-        try:
+            if is_collection(command.collection):
+                by_collection.setdefault(command.collection, []).append(index)
+            else:
+                outcomes[index] = f"{command.collection!r} is not a collection name"
+        if not by_collection:
+            return outcomes
+        with self._translated(writing=True):
             tables = {c: self._writable(c) for c in by_collection}
             with self.writer.begin() as conn:
                 for collection, indexes in by_collection.items():
                     batch = [commands[i] for i in indexes]
-                    for i, outcome in zip(indexes, self._apply_collection(conn, tables[collection], batch)):
+                    applied = self._apply_collection(conn, tables[collection], batch)
+                    for i, outcome in zip(indexes, applied, strict=True):
                         outcomes[i] = outcome
-        except exc.DBAPIError as error:
-            raise self._translate(error) from error
         return outcomes
 
     def _apply_collection(self, conn: Connection, table: sa.Table, batch: list[Command]) -> list[Outcome]:
@@ -162,7 +224,7 @@ class SqlStore(Store):
                 sa.select(table.c.id, table.c.doc).where(table.c.id.in_(ids)).with_for_update()
             ).all()
         )
-        after: dict[str, Document | None] = dict(before)
+        after: dict[str, Document | None] = {}  # the entities a command changed: their new state
         applied_seq: dict[str, int] = {}
         outcomes: list[Outcome] = []
         for command in batch:
@@ -171,8 +233,9 @@ class SqlStore(Store):
             if command.seq <= last:
                 outcomes.append(None)  # applied before: a re-delivery, or a stale worker
                 continue
+            current = after[entity] if entity in after else before.get(entity)
             try:
-                after[entity] = command.apply_to(after.get(entity))
+                after[entity] = command.apply_to(current)
             except Rejected as reason:
                 outcomes.append(str(reason))
                 continue
@@ -183,10 +246,15 @@ class SqlStore(Store):
         return outcomes
 
     def _write_documents(
-        self, conn: Connection, table: sa.Table, before: dict[str, Document], after: dict[str, Document | None]
+        self,
+        conn: Connection,
+        table: sa.Table,
+        before: dict[str, Document],
+        after: dict[str, Document | None],
     ) -> None:
+        # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.
         inserts = [{"id": k, "doc": v} for k, v in after.items() if k not in before and v is not None]
-        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None and v != before[k]]
+        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None]
         deletes = [{"_id": k} for k, v in after.items() if k in before and v is None]
         if inserts:
             conn.execute(table.insert(), inserts)
@@ -195,9 +263,13 @@ class SqlStore(Store):
         if deletes:
             conn.execute(table.delete().where(table.c.id == sa.bindparam("_id")), deletes)
 
-    def _write_ledger(self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]) -> None:
+    def _write_ledger(
+        self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]
+    ) -> None:
         ledger = self.ledger
-        inserts = [{"collection": collection, "entity_id": k, "seq": v} for k, v in applied.items() if k not in seqs]
+        inserts = [
+            {"collection": collection, "entity_id": k, "seq": v} for k, v in applied.items() if k not in seqs
+        ]
         updates = [{"_id": k, "seq": v} for k, v in applied.items() if k in seqs]
         if inserts:
             conn.execute(ledger.insert(), inserts)
@@ -209,45 +281,80 @@ class SqlStore(Store):
                 updates,
             )
 
-    def _translate(self, error: exc.DBAPIError) -> Exception:
+    @contextlib.contextmanager
+    def _translated(self, *, writing: bool = False) -> Iterator[None]:
+        """Raise StoreUnavailable for an unreachable database and, when `writing`, Rejected for
+        a document that cannot be stored; let any other error through as it is."""
+        try:
+            yield
+        except exc.DBAPIError as error:
+            translated = self._translate(error, writing)
+            if translated is error:
+                raise
+            raise translated from error
+        except exc.StatementError as error:
+            # `_dumps` refused a document: psycopg lets its Rejected through as it is, the
+            # other drivers wrap it in SQLAlchemy's StatementError.
+            if isinstance(error.orig, Rejected):
+                raise error.orig from error
+            raise
+
+    def _translate(self, error: exc.DBAPIError, writing: bool = False) -> Exception:
         """Unreachable database: StoreUnavailable; data it refuses: Rejected; else as it is."""
         if error.connection_invalidated or isinstance(error, (exc.OperationalError, exc.InterfaceError)):
             try:
-                self.ping()
-            except Exception:
+                self._select_one()
+            except Exception:  # noqa: BLE001 - whatever the cause, the database does not answer
                 return StoreUnavailable(str(error.orig))
-        if isinstance(error, exc.DataError):
+        if writing and (isinstance(error, exc.DataError) or _mysql_code(error) in REFUSED_BY_MYSQL):
             return Rejected(f"the database refused the document: {str(error.orig).splitlines()[0]}")
         return error
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, collection: str, entity_id: str) -> Document | None:
-        table = self._readable(collection)
-        if table is None:
-            return None
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(table.c.doc).where(table.c.id == entity_id)).scalar()
+        with self._translated():
+            table = self._readable(collection)
+            if table is None:
+                return None
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(table.c.doc).where(table.c.id == entity_id)).scalar()
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        table = self._readable(collection)
-        if table is None:
-            return Page(items=[], next=None)
-        query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit + 1)
-        if cursor is not None:
-            query = query.where(table.c.id > decode_cursor(cursor))
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        after = decode_cursor(cursor) if cursor is not None else None
+        with self._translated():
+            table = self._readable(collection)
+            if table is None:
+                return Page(items=[], next=None)
+            query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit + 1)
+            if after is not None:
+                query = query.where(table.c.id > after)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
         items = [{**doc, "id": entity_id} for entity_id, doc in rows[:limit]]
         more = len(rows) > limit
         return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if more else None)
 
     def ping(self) -> None:
+        with self._translated():
+            self._select_one()
+
+    def _select_one(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def is_collection(name: str) -> bool:
+    """Whether `name` can be a collection of this store (the ledger's name cannot)."""
+    return COLLECTION.fullmatch(name) is not None
+
+
+def _mysql_code(error: exc.DBAPIError) -> int | None:
+    args = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def encode_cursor(entity_id: str) -> str:
@@ -257,8 +364,8 @@ def encode_cursor(entity_id: str) -> str:
 def decode_cursor(cursor: str) -> str:
     """The id a cursor points after; ValueError for a cursor this store never gave."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError) as error:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise ValueError("invalid cursor") from error
 
 

@@ -9,6 +9,10 @@ A store applies commands that the gateway has already accepted and validated. It
   greater. A re-delivered command, or a late one from a worker that lost its lease, is a no-op.
 - Unreachable is not wrong: raise `StoreUnavailable` when the backend cannot be reached; the
   gateway then waits and retries without counting an attempt against the command.
+- Refused is final: raise `Rejected` when the backend refuses a document (PostgreSQL's jsonb
+  refuses the NUL character); the gateway then fails the command instead of retrying it.
+
+`plugins.conformance.StoreConformance` holds the tests every store passes.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class StoreUnavailable(Exception):
 
 
 class Rejected(Exception):
-    """This command can never apply (create of an existing entity, patch of a missing one)."""
+    """This command can never apply (create of an existing entity, patch of a missing one, a
+    document the backend refuses)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ class Command:
             if current is None:
                 raise Rejected(f"{self.collection}/{self.entity_id} does not exist")
             return merge_patch(current, self.payload)
-        return None  # delete: absent afterwards, whether it was there or not
+        if self.op == "delete":
+            return None  # absent afterwards, whether it was there or not
+        raise Rejected(f"unknown op {self.op!r}")
 
 
 @dataclass(frozen=True)
@@ -83,20 +90,26 @@ class Store(abc.ABC):
         """Apply `commands`, in order, atomically; one outcome per command, in the same order.
 
         A command that `Command.apply_to` rejects changes nothing and gets its reason as outcome;
-        the others still commit. Any exception means nothing was committed.
+        the others still commit. A command whose `seq` is not greater than the last one applied to
+        its entity is skipped, with outcome None. Any exception means nothing was committed:
+        `StoreUnavailable` (unreachable), `Rejected` (a document refused), or any other.
         """
 
     @abc.abstractmethod
     def get(self, collection: str, entity_id: str) -> Document | None:
-        """The stored document (without its id), or None."""
+        """The stored document (without its id), or None; `StoreUnavailable` when unreachable."""
 
     @abc.abstractmethod
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        """Up to `limit` documents, each with its `id`, after `cursor` (None: from the start)."""
+        """Up to `limit` documents, each with its `id`, after `cursor` (None: from the start).
+
+        Documents come in id order, by code point; `next` is None on the last page. A cursor
+        this store never gave raises ValueError; an unreachable backend, `StoreUnavailable`.
+        """
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Return if the backend answers; raise otherwise."""
+        """Return if the backend answers; raise (`StoreUnavailable`) otherwise."""
 
     def setup(self) -> None:  # noqa: B027 - optional, most stores create what they need lazily
         """Create what the store needs (tables, indexes). Idempotent; run by `flask setup`."""
