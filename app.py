@@ -22,7 +22,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = load(**(test_config or {}))
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
-    app.extensions["gateway"] = Gateway(settings)
+    gateway = Gateway(settings)
+    gateway.stores  # noqa: B018 - load the plugins and route the collections now: bad settings fail at start
+    app.extensions["gateway"] = gateway
     if settings.open_dev_mode:
         log.warning(
             "JWT_SECRET is not set: open dev mode, every caller is the user %r. "

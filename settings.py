@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     @classmethod
     def _routing_pairs(cls, value: str) -> str:
         for pair in filter(str.strip, value.split(",")):
-            if "=" not in pair:
+            collection, _, store = pair.partition("=")
+            if not collection.strip() or not store.strip():
                 raise ValueError(f"COLLECTION_STORES entry {pair!r} is not collection=store")
         return value
 

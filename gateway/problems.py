@@ -10,6 +10,8 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from plugins.store import StoreUnavailable
+
 log = logging.getLogger("gateway.problems")
 
 MEDIA_TYPE = "application/problem+json"
@@ -74,6 +76,18 @@ def _from_redis_down(error: redis.RedisError) -> Response:
     ).response()
 
 
+def _from_store_down(error: StoreUnavailable) -> Response:
+    """A read's store cannot be reached; writes are unaffected (they only need Redis)."""
+    log.error("store unreachable: %s", error)
+    return Problem(
+        503,
+        "Service Unavailable",
+        "The store holding this collection cannot be reached. Try again shortly.",
+        slug="store-unavailable",
+        headers={"Retry-After": "5"},
+    ).response()
+
+
 def _from_unexpected(error: Exception) -> Response:
     log.exception("unhandled error", exc_info=error)
     return Problem(500, "Internal Server Error", "The server could not complete the request.").response()
@@ -84,4 +98,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(redis.ConnectionError, _from_redis_down)
     app.register_error_handler(redis.TimeoutError, _from_redis_down)
+    app.register_error_handler(StoreUnavailable, _from_store_down)
     app.register_error_handler(Exception, _from_unexpected)

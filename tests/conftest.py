@@ -23,6 +23,9 @@ from tests import services
 ROOT = Path(__file__).resolve().parent.parent
 
 
+pytest.register_assert_rewrite("plugins.conformance")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("APP_ENV", "test")
 

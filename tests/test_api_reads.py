@@ -150,3 +150,13 @@ def test_reads_need_a_token_and_any_user_may_read(make_app: Any) -> None:
         assert client.get("/api/notes", headers=bearer(token(user))).get_json()["items"] == [
             {"id": "shared", "v": 1}
         ]
+
+
+@pytest.mark.parametrize("path", ["/api/notes/n1", "/api/notes"])
+def test_a_read_from_an_unreachable_store_is_503(make_app: Any, tmp_path: Any, path: str) -> None:
+    client = make_app(database_url=f"sqlite:///{tmp_path}/no/such/dir/store.db").test_client()
+    response = client.get(path)
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["type"] == "/problems/store-unavailable"
+    assert response.headers["Retry-After"]

@@ -81,7 +81,7 @@ def test_collection_stores_are_parsed() -> None:
     assert load().collection_store_map == {}
 
 
-@pytest.mark.parametrize("value", ["audit", "audit=mongo,logs", "audit:mongo"])
+@pytest.mark.parametrize("value", ["audit", "audit=mongo,logs", "audit:mongo", "audit=", "=mongo"])
 def test_collection_stores_without_pairs_are_refused(value: str) -> None:
     with pytest.raises(ValidationError, match="COLLECTION_STORES"):
         load(collection_stores=value)
@@ -136,3 +136,10 @@ def test_settings_are_frozen() -> None:
     settings = load()
     with pytest.raises(ValidationError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_an_app_routing_to_an_unknown_store_fails_at_start(settings_env: dict[str, str]) -> None:
+    from app import create_app
+
+    with pytest.raises(LookupError, match="no store named 'nosuch'"):
+        create_app({k.lower(): v for k, v in settings_env.items()} | {"collection_stores": "audit=nosuch"})

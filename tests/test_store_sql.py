@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,19 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-if "plugins.conformance" not in sys.modules:  # before its import: pytest's detailed assertions
-    pytest.register_assert_rewrite("plugins.conformance")
-
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import Connection  # noqa: E402
-
-import settings  # noqa: E402
-from gateway.problems import Problem  # noqa: E402
-from gateway.validation import check_collection  # noqa: E402
-from plugins.conformance import StoreConformance, cmd, walk  # noqa: E402
-from plugins.sql_store import LEDGER, SqlStore  # noqa: E402
-from plugins.store import Command, Outcome, Rejected, StoreUnavailable  # noqa: E402
+import settings
+from gateway.problems import Problem
+from gateway.validation import check_collection
+from plugins.conformance import StoreConformance, cmd, walk
+from plugins.sql_store import LEDGER, SqlStore
+from plugins.store import Command, Outcome, Rejected, StoreUnavailable
 
 pytestmark = pytest.mark.integration
 
