@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     status_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     # Notification events kept per user for replay.
     events_per_user: int = Field(default=1000, ge=10)
+    # Notification events of all users kept in the outbox that live deliveries and notifier
+    # plugins follow; a notifier further behind than this misses the oldest.
+    outbox_length: int = Field(default=100_000, ge=100)
 
     @field_validator("database_url")
     @classmethod

@@ -60,6 +60,11 @@ class Keys:
         """Stream of the user's notification events, bounded, replayable by id."""
         return f"{self.prefix}:events:{user}"
 
+    def outbox(self) -> str:
+        """Stream of every notification event, all users: web processes follow it to wake their
+        open WebSocket and SSE connections; notifier plugins consume it through a group."""
+        return f"{self.prefix}:outbox"
+
     def rq_queue(self) -> str:
         """Name of the RQ queue the drain jobs go through."""
         return f"{self.prefix}-apply"

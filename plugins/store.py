@@ -111,6 +111,15 @@ class Store(abc.ABC):
     def ping(self) -> None:
         """Return if the backend answers; raise (`StoreUnavailable`) otherwise."""
 
+    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+        """Problems the store would have with `document` (the body of a create or replace, or
+        a merge patch), found before the command is accepted: one `{"field", "message"}` each.
+
+        Called by the web process on every write; it must be fast and must not write. The
+        default finds none: a store with a fixed schema overrides it (unknown fields, types).
+        """
+        return []
+
     def setup(self) -> None:  # noqa: B027 - optional, most stores create what they need lazily
         """Create what the store needs (tables, indexes). Idempotent; run by `flask setup`."""
 

@@ -112,7 +112,10 @@ def test_commands_are_applied_and_leave_nothing_behind(make_client: Any, start_w
         "pl" not in r and gw.redis.ttl(gw.keys.command(int(c.split("-")[0]), c)) > 0
         for r, c in zip(records, ids, strict=False)
     )
-    events = [orjson.loads(f["e"]) for _, f in gw.redis.xrange(gw.keys.events("dev"))]
+    user_log = gw.redis.xrange(gw.keys.events("dev"))
+    events = [orjson.loads(f["e"]) for _, f in user_log]
+    outbox = [(f["u"], f["i"], f["e"]) for _, f in gw.redis.xrange(gw.keys.outbox())]
+    assert outbox == [("dev", event_id, f["e"]) for event_id, f in user_log]
     # one event per command; across entities (partitions) they come in the order they finished
     assert sorted((e["command_id"], e["type"]) for e in events) == sorted((c, "command.applied") for c in ids)
 

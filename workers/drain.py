@@ -299,14 +299,9 @@ class Drainer:
     def _finish(self, finished: list[tuple[Entry, str, str]], now: int) -> bool:
         keys, settings = self.keys, self.settings
         for chunk in _chunks(finished, FINISH_CHUNK):
-            script_keys = [keys.lease(self.partition), self.stream, keys.dead(self.partition)]
-            args: list[object] = [
-                self.lease.token,
-                GROUP,
-                now,
-                settings.status_ttl_seconds,
-                settings.events_per_user,
-            ]
+            script_keys = [keys.lease(self.partition), self.stream, keys.dead(self.partition), keys.outbox()]
+            args: list[object] = [self.lease.token, GROUP, now, settings.status_ttl_seconds]
+            args += [settings.events_per_user, settings.outbox_length]
             for entry, status, error in chunk:
                 script_keys += [entry.record_key, keys.events(entry.user)]
                 args += [entry.entry_id, entry.command.command_id, status, error, entry.attempts + 1]

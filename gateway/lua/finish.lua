@@ -1,17 +1,20 @@
 -- Finish commands whose write is committed (applied) or given up (failed), in one step:
 -- status, notification event, dead letter (failed), then XACK and XDEL of the stream entry.
 -- Refused (returns 0) when the caller no longer holds the partition lease.
--- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, then per command:
+-- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, KEYS[4] outbox, then per command:
 --   command record, owner's event stream
 -- ARGV[1] lease token, ARGV[2] group, ARGV[3] now (ms), ARGV[4] record TTL (s),
--- ARGV[5] events kept per user, then per command: entry id, command id, status, error, attempts
+-- ARGV[5] events kept per user, ARGV[6] outbox length, then per command:
+--   entry id, command id, status, error, attempts
+-- Each finished command's event goes to its owner's event stream (replay by id) and, with the
+-- owner and that id, to the outbox that live deliveries and notifier plugins follow.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-local count = (#KEYS - 3) / 2
+local count = (#KEYS - 4) / 2
 for i = 0, count - 1 do
-  local record, events = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
-  local a = 6 + 5 * i
+  local record, events = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local a = 7 + 5 * i
   local entry, command_id, status, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local attempts = ARGV[a + 4]
   local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc')
@@ -26,7 +29,9 @@ for i = 0, count - 1 do
     local event = {type = 'command.' .. status, command_id = command_id, op = r[1],
       collection = r[2], entity_id = r[3], status = status, error = cjson.null}
     if err ~= '' then event.error = err end
-    redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', cjson.encode(event))
+    local body = cjson.encode(event)
+    local event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'u', r[4], 'i', event_id, 'e', body)
   end
   redis.call('XACK', KEYS[2], ARGV[2], entry)
   redis.call('XDEL', KEYS[2], entry)
