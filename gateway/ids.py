@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 import zlib
 
-COMMAND_ID = re.compile(r"^(\d{1,4})-[0-9a-f]{32}$")
+COMMAND_ID = re.compile(r"^(\d{1,4})-[A-Za-z0-9_-]{16}$")
 
 
 def partition_of(collection: str, entity_id: str, partitions: int) -> int:
@@ -16,7 +17,7 @@ def partition_of(collection: str, entity_id: str, partitions: int) -> int:
 
 def new_command_id(partition: int) -> str:
     """A fresh command id that carries its partition, so its status can be found from the id."""
-    return f"{partition}-{uuid.uuid4().hex}"
+    return f"{partition}-{secrets.token_urlsafe(12)}"  # 96 random bits, 16 characters
 
 
 def partition_of_command(command_id: str, partitions: int) -> int | None:

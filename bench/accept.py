@@ -1,0 +1,169 @@
+"""Accept throughput and latency: the product's write route beside two baselines.
+
+Starts gunicorn with the project's gunicorn.conf.py on `bench/baseline_app.py` (the product plus
+a hello-world route and a synchronous INSERT+COMMIT route), loads each route with wrk, and prints
+req/s, p50 and p99, and the ratios to hello world. The write route is measured three times: with
+a worker applying to PostgreSQL, with the store slowed to 50 ms a write, and with the store
+stopped; a frontend must not see the difference.
+
+Needs wrk (`apt-get install wrk`).
+
+    .venv/bin/python -m bench.accept --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from bench.common import (
+    DEFAULT_DATABASE,
+    DEFAULT_REDIS,
+    ROOT,
+    clean,
+    fresh_prefix,
+    gateway_for,
+    worker_processes,
+)
+
+FAULTY = "tests.plugins.faulty_store"  # the `slow` store: sleeps inside each write transaction
+BODY = '{"text":"hello world","n":1,"tags":["a","b"]}'
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def web(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    full = {**os.environ, **env, "PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.baseline_app:app", "--access-logfile", "/dev/null"],
+        cwd=ROOT,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/bench/hello", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def wrk(url: str, seconds: int, connections: int, post: bool) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) of one wrk run."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        if post:
+            script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n")
+            script.write('wrk.headers["Content-Type"] = "application/json"\n')
+    command += ["-s", script.name, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    if "Non-2xx" in output:
+        raise RuntimeError(f"errors during the run:\n{output}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    prefix = fresh_prefix()
+    table = f"{prefix}_sync"
+    url = args.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(200) PRIMARY KEY, doc jsonb NOT NULL)"))
+    env = {
+        "KEY_PREFIX": prefix,
+        "REDIS_URL": args.redis_url,
+        "DATABASE_URL": args.database_url,
+        "BENCH_INSERT_URL": url,
+        "BENCH_INSERT_TABLE": table,
+    }
+    gw = gateway_for(prefix, args.redis_url, args.database_url)
+    results: dict[str, dict[str, float]] = {}
+    run = lambda base, path, post: wrk(base + path, args.seconds, args.connections, post)  # noqa: E731
+    try:
+        with web(env) as base:
+            results["hello world (GET)"] = run(base, "/bench/hello", False)
+            results["INSERT+COMMIT route (POST)"] = run(base, "/bench/insert", True)
+            stores = {
+                "store up": {},
+                "store slowed to 50 ms a write": {
+                    "PLUGINS": FAULTY,
+                    "DEFAULT_STORE": "slow",
+                    "SLOW_BEFORE_COMMIT": "0.05",
+                },
+                "store stopped": {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+            }
+            for label, store_env in stores.items():
+                with worker_processes(1, {**env, **store_env}):
+                    time.sleep(2)
+                    results[f"product write route, {label} (POST)"] = run(base, "/api/notes", True)
+                clean(gw)
+    finally:
+        clean(gw)
+        gw.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+            conn.execute(sa.text("DROP TABLE IF EXISTS notes"))
+        engine.dispose()
+
+    hello = results["hello world (GET)"]
+    print(f"\naccept: wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn.conf.py, one machine")
+    print(f"{'route':55} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'x hello req/s':>14} {'x hello p99':>12}")
+    for name, r in results.items():
+        print(
+            f"{name:55} {r['rps']:8.0f} {r['p50']:7.2f} {r['p99']:7.2f} "
+            f"{r['rps'] / hello['rps']:14.2f} {r['p99'] / hello['p99']:12.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
