@@ -62,18 +62,31 @@ class Result:
 
 
 def drain_partition(partition: int) -> str:
-    """RQ job: drain one partition for one time slice. Returns a summary for RQ's logs."""
+    """RQ job: drain `partition`, then every other partition with due work and no holder, until
+    the time slice ends. One job serves every partition that needs it, so that a partition waits
+    for the next job to start, not for a job of its own (RQ's bookkeeping costs ~3 ms a job).
+    Returns a summary for RQ's logs."""
     rt = runtime.current()
     rt.gw.redis.delete(rt.gw.keys.kick(partition))
-    lease = rt.leases.acquire(partition)
-    if lease is None:
-        return "busy: another worker holds the partition"
-    try:
-        summary = Drainer(rt, lease).run()
-    finally:
-        rt.leases.release(lease)
-    rt.kick(partition)  # work that came in meanwhile, or the rest of a long backlog
-    return summary
+    deadline = time.monotonic() + rt.gw.settings.drain_slice_seconds
+    count = rt.gw.settings.partitions
+    others = [(partition + step) % count for step in range(1, count)]
+    summaries: list[str] = []
+    drained: list[int] = []
+    for candidate in [partition, *rt.due(others)]:
+        if time.monotonic() >= deadline:
+            break
+        lease = rt.leases.acquire(candidate)
+        if lease is None:
+            continue
+        try:
+            summaries.append(Drainer(rt, lease, deadline).run())
+        finally:
+            rt.leases.release(lease)
+        drained.append(candidate)
+    for done in drained:
+        rt.kick(done)  # work that came in meanwhile, or the rest of a long backlog
+    return "; ".join(summaries) or "busy: other workers hold the partitions"
 
 
 def describe(error: BaseException) -> str:
@@ -82,8 +95,9 @@ def describe(error: BaseException) -> str:
 
 
 class Drainer:
-    def __init__(self, rt: runtime.Runtime, lease: Lease) -> None:
+    def __init__(self, rt: runtime.Runtime, lease: Lease, deadline: float) -> None:
         self.rt = rt
+        self.deadline = deadline
         self.gw = rt.gw
         self.settings = rt.gw.settings
         self.keys = rt.gw.keys
@@ -94,9 +108,8 @@ class Drainer:
         self.failed = 0
 
     def run(self) -> str:
-        deadline = time.monotonic() + self.settings.drain_slice_seconds
         self._claim()
-        while time.monotonic() < deadline and not self.lease.lost.is_set():
+        while time.monotonic() < self.deadline and not self.lease.lost.is_set():
             entries = self._read()
             if not entries or not self._process(entries):
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from rq import Queue
 
@@ -29,32 +30,42 @@ class Runtime:
         self.rq_redis = connect(settings, decode=False)
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
 
-    def kick_keys(self, partition: int) -> list[str]:
+    def _check(self, partition: int, mode: str, client: Any = None) -> Any:
+        """kick.lua for one partition: "mark" queues-if-due (sets the marker), "check" only asks."""
         keys = self.gw.keys
-        return [
+        partition_keys = [
             keys.stream(partition),
             keys.lease(partition),
             keys.pause(partition),
             keys.wait(partition),
             keys.kick(partition),
         ]
+        return self.gw.scripts.kick(keys=partition_keys, args=[KICK_TTL_MS, GROUP, mode], client=client)
 
     def kick(self, partition: int) -> bool:
         """Queue a drain job for the partition if it has due work and none is queued or running."""
-        if self.gw.scripts.kick(keys=self.kick_keys(partition), args=[KICK_TTL_MS, GROUP]):
+        if self._check(partition, "mark"):
             self.enqueue_drain(partition)
             return True
         return False
 
     def kick_all(self) -> int:
         """`kick` for every partition, in one round trip for the checks."""
+        partitions = range(self.gw.settings.partitions)
         pipe = self.gw.redis.pipeline(transaction=False)
-        for partition in range(self.gw.settings.partitions):
-            self.gw.scripts.kick(keys=self.kick_keys(partition), args=[KICK_TTL_MS, GROUP], client=pipe)
-        due = [p for p, queue_it in enumerate(pipe.execute()) if queue_it]
+        for partition in partitions:
+            self._check(partition, "mark", pipe)
+        due = [p for p, queue_it in zip(partitions, pipe.execute(), strict=True) if queue_it]
         for partition in due:
             self.enqueue_drain(partition)
         return len(due)
+
+    def due(self, partitions: list[int]) -> list[int]:
+        """Those of `partitions` with work due now and nobody on them, in one round trip."""
+        pipe = self.gw.redis.pipeline(transaction=False)
+        for partition in partitions:
+            self._check(partition, "check", pipe)
+        return [p for p, is_due in zip(partitions, pipe.execute(), strict=True) if is_due]
 
     def enqueue_drain(self, partition: int) -> None:
         self.queue.enqueue(

@@ -1,0 +1,159 @@
+"""End to end: accept-to-applied latency at a steady rate of commands, through the real processes.
+
+Starts gunicorn (gunicorn.conf.py) and worker processes on PostgreSQL, sends creates over HTTP at
+a steady rate (open loop: each request leaves at its scheduled time, whatever the answers), then
+reads each command's acceptance and finish times from its status record and prints p50/p99/max.
+
+    .venv/bin/python -m bench.e2e --rate 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+
+from bench.common import (
+    DEFAULT_DATABASE,
+    DEFAULT_REDIS,
+    ROOT,
+    clean,
+    fresh_prefix,
+    gateway_for,
+    wait_drained,
+    wait_workers_ready,
+    worker_processes,
+)
+from gateway.ids import partition_of_command
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def web(env: dict[str, str]) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--access-logfile", "/dev/null"],
+        cwd=ROOT,
+        env={**os.environ, **env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.2)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def send_steadily(port: int, rate: float, seconds: float, senders: int = 16) -> tuple[list[str], int]:
+    """POST creates at `rate` per second for `seconds`; returns the command ids and late sends."""
+    total = int(rate * seconds)
+    counter = itertools.count()
+    ids: list[str] = []
+    late = [0]
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+
+    def sender() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while (i := next(counter)) < total:
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.01:
+                with lock:
+                    late[0] += 1
+            body = orjson.dumps({"n": i, "text": "hello world"})
+            conn.request("POST", "/api/e2e", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = orjson.loads(response.read())
+            if response.status != 202:
+                raise RuntimeError(f"{response.status}: {answer}")
+            with lock:
+                ids.append(answer["command_id"])
+        conn.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return ids, late[0]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    args = parser.parse_args()
+    prefix = fresh_prefix()
+    env = {"KEY_PREFIX": prefix, "REDIS_URL": args.redis_url, "DATABASE_URL": args.database_url}
+    gw = gateway_for(prefix, args.redis_url, args.database_url)
+    gw.ensure_groups()
+    gw.stores.default.apply([])
+    try:
+        with web(env) as port, worker_processes(args.workers, env):
+            wait_workers_ready(gw, args.workers)
+            ids, late = send_steadily(port, args.rate, args.seconds)
+            wait_drained(gw, timeout=120)
+        pipe = gw.redis.pipeline(transaction=False)
+        for command_id in ids:
+            partition = partition_of_command(command_id, gw.settings.partitions)
+            pipe.hmget(gw.keys.command(partition, command_id), ["st", "acc", "fin"])  # type: ignore[arg-type]
+        records = pipe.execute()
+    finally:
+        clean(gw)
+        gw.close()
+    statuses = {st for st, _, _ in records}
+    latencies = [int(fin) - int(acc) for _, acc, fin in records]
+    print(
+        f"\nend to end: {len(ids)} creates at {args.rate:.0f}/s for {args.seconds:.0f} s over HTTP, "
+        f"{args.workers} worker processes, PostgreSQL ({late} sends left late)"
+    )
+    print(f"  statuses: {sorted(statuses)}")
+    print(
+        f"  accept -> applied: p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
+        f"max {max(latencies)} ms, mean {statistics.mean(latencies):.1f} ms (target p99 < 250 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
