@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=16, ge=1, le=1024)
     # Commands applied per store transaction.
     batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Longest wait, in ms, for a partial batch to fill before it is applied: 0 applies at once
+    # (lowest latency); a few ms give larger batches, so fewer transactions, under steady load.
+    batch_wait_ms: int = Field(default=0, ge=0, le=1000)
     # Attempts before a failing command is dead-lettered and marked failed.
     max_attempts: int = Field(default=5, ge=1, le=100)
     # Backoff between attempts: base * 2**(attempt-1), capped.

@@ -145,7 +145,11 @@ class Drainer:
             if len(page) < size:
                 break
             after = page[-1][0]
-        return entries + self._xreadgroup(">", size)
+        fresh = self._xreadgroup(">", size)
+        if self.settings.batch_wait_ms and 0 < len(fresh) < size:
+            time.sleep(self.settings.batch_wait_ms / 1000)  # let the batch fill up
+            fresh += self._xreadgroup(">", size - len(fresh))
+        return entries + fresh
 
     def _xreadgroup(self, after: str, count: int) -> list[tuple[str, dict[str, str] | None]]:
         try:
