@@ -27,6 +27,7 @@ from gateway.context import ensure_group
 from gateway.ids import seq_of
 from gateway.keys import GROUP
 from plugins.store import Command, Rejected, Store, StoreUnavailable
+from settings import Settings
 from workers import runtime
 from workers.lease import Lease
 
@@ -81,6 +82,10 @@ def drain_partition(partition: int) -> str:
             continue
         try:
             summaries.append(Drainer(rt, lease, deadline).run())
+        except Exception as error:  # noqa: BLE001 - one partition's fault must not stop the others
+            log.exception("partition %s: draining failed", candidate)
+            pause(rt, candidate, f"draining failed ({describe(error)})")
+            summaries.append(f"partition {candidate}: {describe(error)}")
         finally:
             rt.leases.release(lease)
         drained.append(candidate)
@@ -304,14 +309,13 @@ class Drainer:
         if waits:
             self.gw.redis.set(self.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
         if outage:
-            self._pause()
+            pause(self.rt, self.partition, "store unavailable")
         elif finished:
             self.gw.redis.delete(self.keys.outages(self.partition))
         return bool(finished or retries) and not outage
 
     def _backoff_ms(self, attempt: int) -> int:
-        seconds = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1))
-        return int(seconds * 1000)
+        return backoff_ms(self.settings, attempt)
 
     def _finish(self, finished: list[tuple[Entry, str, str]], now: int) -> bool:
         keys, settings = self.keys, self.settings
@@ -343,16 +347,22 @@ class Drainer:
             return False
         return True
 
-    def _pause(self) -> None:
-        """A store is down: leave the partition alone for a growing while, counting no attempt."""
-        counter = self.keys.outages(self.partition)
-        pipe = self.gw.redis.pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, OUTAGE_MEMORY_SECONDS)
-        outages = pipe.execute()[0]
-        pause_ms = self._backoff_ms(outages)
-        log.warning("partition %s: store unavailable, pausing %d ms", self.partition, pause_ms)
-        self.gw.redis.set(self.keys.pause(self.partition), 1, px=pause_ms)
+
+def backoff_ms(settings: Settings, attempt: int) -> int:
+    """Wait before attempt `attempt + 1`: RETRY_BASE_SECONDS doubling, capped at RETRY_MAX_SECONDS."""
+    return int(min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1)) * 1000)
+
+
+def pause(rt: runtime.Runtime, partition: int, reason: str) -> None:
+    """Leave the partition alone for a growing while (a store is down, or draining it failed);
+    no command's attempts are counted."""
+    keys = rt.gw.keys
+    pipe = rt.gw.redis.pipeline(transaction=False)
+    pipe.incr(keys.outages(partition))
+    pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
+    pause_ms = backoff_ms(rt.gw.settings, pipe.execute()[0])
+    log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
+    rt.gw.redis.set(keys.pause(partition), 1, px=pause_ms)
 
 
 def _reachable(store: Store) -> bool:

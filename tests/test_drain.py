@@ -1,0 +1,61 @@
+"""The drain job in-process against the real Redis: how one job serves several partitions and
+what happens when draining one of them fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway.ids import partition_of
+from settings import load
+from workers import runtime
+from workers.drain import drain_partition
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rt(settings_env: dict[str, str]) -> Iterator[runtime.Runtime]:
+    """A worker runtime of this test's settings, installed for the drain job to find."""
+    instance = runtime.Runtime(load(**{k.lower(): v for k, v in settings_env.items()}))
+    runtime.install(instance)
+    instance.gw.ensure_groups()
+    yield instance
+    runtime.install(None)
+    instance.close()
+
+
+def entity_in(collection: str, partition: int, partitions: int = 4) -> str:
+    return next(f"e{i}" for i in range(1000) if partition_of(collection, f"e{i}", partitions) == partition)
+
+
+def accept_in(client: Any, partition: int) -> str:
+    entity = entity_in("things", partition)
+    return client.put(f"/api/things/{entity}", json={"p": partition}).json["command_id"]
+
+
+def test_one_job_drains_every_partition_with_due_work(rt: runtime.Runtime, client: Any) -> None:
+    ids = [accept_in(client, p) for p in range(4)]
+    summary = drain_partition(2)
+    assert [client.get(f"/api/commands/{c}").json["status"] for c in ids] == ["applied"] * 4
+    assert summary.startswith("partition 2:")  # its own partition first, then the others
+    assert summary.count("applied 1") == 4
+
+
+def test_a_partition_that_cannot_be_drained_is_paused_and_the_others_go_on(
+    rt: runtime.Runtime, client: Any
+) -> None:
+    broken, fine = accept_in(client, 0), accept_in(client, 1)
+    gw = rt.gw
+    gw.redis.hset(gw.keys.command(0, broken), "pl", "{not json")  # a record damaged in Redis
+
+    summary = drain_partition(0)
+
+    assert "partition 0: JSONDecodeError" in summary
+    assert client.get(f"/api/commands/{fine}").json["status"] == "applied"
+    assert client.get(f"/api/commands/{broken}").json["status"] == "pending"  # kept, not lost
+    assert gw.redis.pttl(gw.keys.pause(0)) > 0
+    assert gw.redis.exists(gw.keys.lease(0)) == 0
+    assert not rt.due([0]), "a paused partition is not drained again before its pause ends"
