@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=64)
     cors_origins: str = ""
+    # How long the first answer to an Idempotency-Key is kept for replay: at least a day, so a
+    # client may retry through a day-long outage of its own.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
 
     # Command pipeline.
     # Streams the commands are spread over (entity -> partition by a stable hash). Change it only

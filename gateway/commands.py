@@ -9,15 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import redis
 
 from gateway.context import Gateway
 from gateway.ids import new_command_id, partition_of, partition_of_command
 from gateway.keys import Keys
 from plugins.store import Document, Op
-
-# How long the first answer to an Idempotency-Key is kept for replay.
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -25,6 +21,11 @@ class Accepted:
     command_id: str
     entity_id: str
     seq: str | None  # the stream entry id (the command's place in its entity's order); None: a replay
+
+    @property
+    def replayed(self) -> bool:
+        """The answer of an earlier request with the same Idempotency-Key; nothing was queued."""
+        return self.seq is None
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,11 @@ class IdempotencyConflict(Exception):
     """The user sent this Idempotency-Key before, with a different request."""
 
 
-def idempotency_record(keys: Keys, user: str, key: str) -> str:
-    """String: the first command accepted under the user's key, with its request's fingerprint."""
-    digest = hashlib.sha256(orjson.dumps([user, key])).hexdigest()  # any user id, any key
-    return f"{keys.prefix}:idem:{digest}"
+def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
+    """The Redis key of the user's Idempotency-Key record: the pair hashed (any user id, any key),
+    in the partition that hash picks."""
+    digest = hashlib.sha256(orjson.dumps([user, key])).hexdigest()
+    return keys.idempotency(int(digest[:8], 16) % partitions, digest)
 
 
 def now_ms() -> int:
@@ -60,8 +62,10 @@ def accept(
 ) -> Accepted:
     """Record the command and queue it, in one Lua script: both are written or neither is.
 
-    With `idempotency`, a key the user sent before answers the first command again and writes
-    nothing; a key sent before with another request raises IdempotencyConflict.
+    With `idempotency`, the same script first looks the key up: a key the user sent before with
+    the same request answers that first command again and writes nothing; one sent before with
+    another request raises IdempotencyConflict. Check and write are one atomic step, so of two
+    concurrent requests with one key, one is accepted and the other replays it.
     """
     partition = partition_of(collection, entity_id, gw.settings.partitions)
     command_id = new_command_id(partition)
@@ -70,43 +74,19 @@ def accept(
     if payload is not None:
         fields += ["pl", orjson.dumps(payload)]
     keys = [gw.keys.command(partition, command_id), gw.keys.stream(partition)]
-    args = [command_id, *fields]
     if idempotency is None:
-        seq = gw.scripts.accept(keys=keys, args=args)
+        seq = gw.scripts.accept(keys=keys, args=[command_id, *fields])
         return Accepted(command_id=command_id, entity_id=entity_id, seq=seq)
-    return _accept_once(gw, user, idempotency, Accepted(command_id, entity_id, None), keys, args)
-
-
-def _accept_once(
-    gw: Gateway, user: str, idempotency: Idempotency, new: Accepted, keys: list[str], args: list[Any]
-) -> Accepted:
-    """Accept unless the key has an answer already; the record and the command in one MULTI/EXEC.
-
-    WATCH makes the check and the write one step: of two requests racing with one key, the
-    second's EXEC fails, and it goes round again to find and replay the first one's answer.
-    """
-    record_key = idempotency_record(gw.keys, user, idempotency.key)
-    record = orjson.dumps({"fp": idempotency.fingerprint, "cid": new.command_id, "eid": new.entity_id})
-    with gw.redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(record_key)
-                first = pipe.get(record_key)
-                if first is not None:
-                    return _replay(orjson.loads(first), idempotency)
-                pipe.multi()
-                gw.scripts.accept(keys=keys, args=args, client=pipe)
-                pipe.set(record_key, record, ex=IDEMPOTENCY_TTL_SECONDS)
-                seq, _ = pipe.execute()
-                return Accepted(command_id=new.command_id, entity_id=new.entity_id, seq=seq)
-            except redis.WatchError:
-                continue
-
-
-def _replay(first: dict[str, str], idempotency: Idempotency) -> Accepted:
-    if first["fp"] != idempotency.fingerprint:
+    keys.append(idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions))
+    ttl = gw.settings.idempotency_ttl_seconds
+    outcome = gw.scripts.accept(
+        keys=keys, args=[command_id, idempotency.fingerprint, entity_id, ttl, *fields]
+    )
+    if outcome[0] == "conflict":
         raise IdempotencyConflict(idempotency.key)
-    return Accepted(command_id=first["cid"], entity_id=first["eid"], seq=None)
+    if outcome[0] == "replay":
+        return Accepted(command_id=outcome[1], entity_id=outcome[2], seq=None)
+    return Accepted(command_id=command_id, entity_id=entity_id, seq=outcome[1])
 
 
 def _iso(ms: str | None) -> str | None:

@@ -56,6 +56,12 @@ class Keys:
         """Marker: the pending retries are not due before it expires (new entries still drain)."""
         return f"{self.tag(partition)}:wait"
 
+    def idempotency(self, partition: int, digest: str) -> str:
+        """Hash: the first command a user's Idempotency-Key came with (`cid`, `eid`) and that
+        request's fingerprint (`fp`). `digest` hashes the (user, key) pair, and so does the
+        partition: a retry finds the record before it knows which entity it is about."""
+        return f"{self.tag(partition)}:idem:{digest}"
+
     def events(self, user: str) -> str:
         """Stream of the user's notification events, bounded, replayable by id."""
         return f"{self.prefix}:events:{user}"

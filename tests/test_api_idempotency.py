@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.commands import IDEMPOTENCY_TTL_SECONDS, idempotency_record
+from gateway.commands import idempotency_record
 from tests.api_support import SECRET, assert_problem, bearer, token
 
 pytestmark = pytest.mark.integration
@@ -51,6 +51,8 @@ def test_a_retry_answers_the_first_command_and_enqueues_nothing(
     assert again.status_code == 202
     assert again.get_json() == first.get_json()
     assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
     assert stream_entries(app) == queued
     status = client.get(first.headers["Location"]).get_json()
     assert status["entity_id"] == first.get_json()["entity_id"]
@@ -109,11 +111,22 @@ def test_different_keys_are_different_commands(app: Any, client: Any) -> None:
     assert sorted(stream_entries(app)) == sorted(ids)
 
 
-def test_the_record_expires(app: Any, client: Any, redis_url: str) -> None:
+def test_the_record_is_kept_a_day(app: Any, client: Any) -> None:
     client.post("/api/notes", json={}, headers=with_key("ttl"))
     gw = app.extensions["gateway"]
-    ttl = gw.redis.ttl(idempotency_record(gw.keys, "dev", "ttl"))
-    assert IDEMPOTENCY_TTL_SECONDS - 60 < ttl <= IDEMPOTENCY_TTL_SECONDS
+    ttl = gw.redis.ttl(idempotency_record(gw.keys, "dev", "ttl", gw.settings.partitions))
+    assert gw.settings.idempotency_ttl_seconds == 24 * 3600
+    assert 24 * 3600 - 60 < ttl <= 24 * 3600
+
+
+def test_the_record_lives_in_a_partition_of_the_gateway(app: Any, client: Any) -> None:
+    """Under the hash tag of the partition the (user, key) pair picks, like every partition key."""
+    client.post("/api/notes", json={}, headers=with_key("tagged"))
+    gw = app.extensions["gateway"]
+    record = idempotency_record(gw.keys, "dev", "tagged", gw.settings.partitions)
+    tags = {gw.keys.tag(p) for p in range(gw.settings.partitions)}
+    assert record.split(":idem:")[0] in tags
+    assert gw.redis.hgetall(record).keys() == {"fp", "cid", "eid"}
 
 
 @pytest.mark.parametrize("key", ["", " leading-space", "x" * 256, "clé", "tab\there"])
@@ -143,3 +156,43 @@ def test_concurrent_retries_enqueue_one_command(make_app: Any) -> None:
     command_ids = {r.get_json()["command_id"] for r in responses}
     assert len(command_ids) == 1
     assert stream_entries(app) == list(command_ids)
+
+
+@pytest.mark.parametrize("key", [None, "one-trip"])
+def test_an_accept_is_one_redis_round_trip(app: Any, client: Any, monkeypatch: Any, key: str | None) -> None:
+    """The key's check and the command's write are the one accept script, with a key or without."""
+    gw = app.extensions["gateway"]
+    gw.scripts.accept(keys=["{warm}:a", "{warm}:b"], args=["x", "f", "v"])  # EVALSHA cached
+    gw.redis.delete("{warm}:a", "{warm}:b")
+    sent: list[str] = []
+    real = gw.redis.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return real(*args, **options)
+
+    monkeypatch.setattr(gw.redis, "execute_command", counted)
+    headers = with_key(key) if key else {}
+    assert client.post("/api/notes", json={"x": 1}, headers=headers).status_code == 202
+    assert sent == ["EVALSHA"]
+    if key:
+        sent.clear()
+        assert client.post("/api/notes", json={"x": 1}, headers=headers).status_code == 202
+        assert sent == ["EVALSHA"]
+
+
+def test_two_concurrent_requests_with_one_key_and_different_bodies(make_app: Any) -> None:
+    """One wins and is queued; the other, whichever it is, is refused and queues nothing."""
+    app = make_app()
+    for attempt in range(5):
+        start = threading.Barrier(2)
+
+        def send(n: int, key: str = f"race-{attempt}", start: Any = start) -> Any:
+            client = app.test_client()
+            start.wait()
+            return client.post("/api/notes", json={"n": n}, headers=with_key(key))
+
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(send, range(2)))
+        assert sorted(r.status_code for r in responses) == [202, 422]
+    assert len(stream_entries(app)) == 5

@@ -26,6 +26,7 @@ from plugins.store import Document, Op
 bp = Blueprint("commands", __name__, url_prefix="/api")
 
 RETRY_AFTER_SECONDS = "1"  # most commands are applied well within a second
+REPLAYED = "Idempotent-Replayed"  # on the answer of a retry: the first request's command, nothing queued
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")  # printable ASCII, 1 to 255 characters
 
 
@@ -74,7 +75,10 @@ def _accepted(
         "status": "pending",
         "status_url": status_url,
     }
-    return json_response(body, 202, {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS})
+    headers = {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS}
+    if result.replayed:
+        headers[REPLAYED] = "true"
+    return json_response(body, 202, headers)
 
 
 def _without_id(body: dict[str, Any], entity_id: str) -> Document:
