@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # How long the first answer to an Idempotency-Key is kept for replay: at least a day, so a
     # client may retry through a day-long outage of its own.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
+    # The shape a write's JSON body may take, beside its size: nesting depth (the body is 1) and
+    # object members in the whole body.
+    max_json_depth: int = Field(default=32, ge=1, le=512)
+    max_json_members: int = Field(default=10_000, ge=1)
+    # Folder of `<collection>.json` JSON Schemas (Draft 2020-12); writes must match them.
+    schemas_dir: str = ""
+    # The collections that exist, comma-separated; empty: any well-formed name (or, with
+    # SCHEMAS_DIR, the collections that have a schema, plus these).
+    collections: str = ""
 
     # Command pipeline.
     # Streams the commands are spread over (entity -> partition by a stable hash). Change it only
@@ -115,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]
+
+    @property
+    def collection_allowlist(self) -> list[str]:
+        return [c.strip() for c in self.collections.split(",") if c.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

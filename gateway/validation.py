@@ -1,8 +1,18 @@
-"""Checks of names and bodies, before anything is written; each failure is a Problem."""
+"""Checks of names and bodies, before anything is written; each failure is a Problem.
+
+A write's body is read once (orjson) and then held to the limits of `BodyLimits` (nesting depth,
+member count) and to integers within 64 bits. The exact integer check reads the body a second
+time, only when its bytes hold a run of digits long enough to need it, so a common body costs one
+walk over its containers. Strings may hold any Unicode character, NUL included: JSON allows it
+and most stores keep it; a store that cannot (PostgreSQL's jsonb) refuses it in its `validate`.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,10 +25,33 @@ RESERVED = frozenset({"commands", "events", "devices"})
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# An integer outside 64 bits is written with at least 19 digits; bodies without such a run of
+# digits anywhere skip the exact check. orjson reads larger integers as floats, losing digits.
+LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How large a write's JSON may grow in shape, beside its size in bytes (MAX_BODY_BYTES)."""
+
+    max_depth: int  # nested objects and arrays, the body itself counting as 1
+    max_members: int  # object members in the whole body, at every depth
+
+
+def check_collection_name(name: str) -> bool:
+    return bool(COLLECTION.match(name)) and name not in RESERVED
+
+
+def unknown_collection(name: str) -> Problem:
+    return Problem(404, "Not Found", f"There is no collection {name!r}.", slug="unknown-collection")
+
 
 def check_collection(name: str) -> str:
-    if not COLLECTION.match(name) or name in RESERVED:
-        raise Problem(404, "Not Found", f"There is no collection {name!r}.", slug="unknown-collection")
+    """The name, if it can be a collection's (404 otherwise); `gateway.api.check_collection` also
+    holds it to COLLECTIONS and SCHEMAS_DIR."""
+    if not check_collection_name(name):
+        raise unknown_collection(name)
     return name
 
 
@@ -33,18 +66,21 @@ def check_entity_id(entity_id: Any, *, field: str = "id") -> str:
     return entity_id
 
 
-def invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="validation",
-        errors=[{"field": field, "message": message}],
-    )
+def invalid(field: str, message: str, slug: str = "validation") -> Problem:
+    return refused([{"field": field, "message": message}], slug)
 
 
-def json_object(request: Request, accepted: frozenset[str]) -> dict[str, Any]:
-    """The request body as a JSON object; 415, 413, 400 or 422 otherwise."""
+def refused(errors: list[dict[str, str]], slug: str = "validation") -> Problem:
+    """422 listing every error found, each `{"field", "message"}`."""
+    first = errors[0]
+    detail = f"{first['field'] or 'body'}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return Problem(422, "Unprocessable Content", detail, slug=slug, errors=errors)
+
+
+def json_object(request: Request, accepted: frozenset[str], limits: BodyLimits) -> dict[str, Any]:
+    """The request body as a JSON object within `limits`; 415, 413, 400 or 422 otherwise."""
     if request.mimetype not in accepted:
         raise Problem(
             415,
@@ -60,11 +96,56 @@ def json_object(request: Request, accepted: frozenset[str]) -> dict[str, Any]:
             400, "Bad Request", f"The body is not valid JSON: {error}.", slug="malformed-json"
         ) from error
     if not isinstance(body, dict):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "The body must be a JSON object.",
-            slug="not-an-object",
-            errors=[{"field": "", "message": "must be a JSON object"}],
-        )
+        raise invalid("", "must be a JSON object", slug="not-an-object")
+    check_shape(body, limits)
+    if LONG_DIGITS.search(raw):
+        check_int64(raw)
     return body
+
+
+def check_shape(body: dict[str, Any], limits: BodyLimits) -> None:
+    """Nesting depth and member count within `limits`, walked without recursion."""
+    members = 0
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise invalid(
+                "", f"nests objects and arrays deeper than {limits.max_depth} levels", slug="too-deep"
+            )
+        if isinstance(value, dict):
+            members += len(value)
+            if members > limits.max_members:
+                message = f"has more than {limits.max_members} object members"
+                raise invalid("", message, slug="too-many-members")
+            children = value.values()
+        else:
+            children = value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def check_int64(raw: bytes) -> None:
+    """Every integer within a signed 64-bit integer, read exactly (orjson would round the larger
+    ones to floats); stores and most clients hold no more."""
+    for path, value in _walk(json.loads(raw)):
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            message = "integers must fit in 64 bits (-2^63 to 2^63-1)"
+            raise invalid(field_name(path), message, slug="number-too-large")
+
+
+def _walk(value: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every value in the document with its path, depth first, without recursion."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        path, current = stack.pop()
+        yield path, current
+        if isinstance(current, dict):
+            stack.extend(((*path, name), child) for name, child in current.items())
+        elif isinstance(current, list):
+            stack.extend(((*path, index), child) for index, child in enumerate(current))
+
+
+def field_name(path: tuple[str | int, ...] | list[str | int]) -> str:
+    """A member's place in the body as errors name it: names and indexes joined by dots
+    (`tags.0.label`); "" is the body itself."""
+    return ".".join(str(part) for part in path)

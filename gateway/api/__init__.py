@@ -1,4 +1,4 @@
-"""The HTTP API: write commands, command status, reads, health."""
+"""The HTTP API: write commands, command status, reads, health, and its own description."""
 
 from __future__ import annotations
 
@@ -9,10 +9,20 @@ from flask import Flask, Response, current_app, g, request
 
 from gateway.auth import bearer_token, user_of
 from gateway.context import Gateway
+from gateway.schemas import Collections
+from gateway.validation import BodyLimits, check_entity_id, unknown_collection
 
 
 def gateway() -> Gateway:
     return current_app.extensions["gateway"]
+
+
+def collections() -> Collections:
+    return current_app.extensions["collections"]
+
+
+def body_limits() -> BodyLimits:
+    return current_app.extensions["body_limits"]
 
 
 def current_user() -> str:
@@ -22,6 +32,26 @@ def current_user() -> str:
     return g.user
 
 
+def authenticate() -> None:
+    """A blueprint's before_request: every call needs a user, except CORS preflights, which
+    browsers send without credentials (their answer carries no data)."""
+    if request.method != "OPTIONS":
+        current_user()
+
+
+def check_collection(name: str) -> str:
+    """The collection, if it exists (404 otherwise): a well-formed, unreserved name, and one of
+    COLLECTIONS or SCHEMAS_DIR when they are set."""
+    if not collections().exists(name):
+        raise unknown_collection(name)
+    return name
+
+
+def check_target(collection: str, entity_id: str) -> None:
+    check_collection(collection)
+    check_entity_id(entity_id)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
 
@@ -29,6 +59,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def init_app(app: Flask) -> None:
     from gateway.api import commands, cors, health, reads
 
+    settings = app.extensions["gateway"].settings
+    app.extensions["collections"] = Collections.from_settings(settings)
+    app.extensions["body_limits"] = BodyLimits(settings.max_json_depth, settings.max_json_members)
     cors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(commands.bp)

@@ -9,17 +9,27 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, request, url_for
 
-from gateway.api import current_user, gateway, json_response
+from gateway.api import (
+    authenticate,
+    body_limits,
+    check_collection,
+    check_target,
+    collections,
+    current_user,
+    gateway,
+    json_response,
+)
 from gateway.commands import Idempotency, IdempotencyConflict, accept, status_of
 from gateway.ids import new_entity_id
+from gateway.merge_patch import merge_patch
 from gateway.problems import Problem
 from gateway.validation import (
     JSON_TYPES,
     MERGE_PATCH_TYPES,
-    check_collection,
     check_entity_id,
     invalid,
     json_object,
+    refused,
 )
 from plugins.store import Document, Op
 
@@ -30,9 +40,7 @@ REPLAYED = "Idempotent-Replayed"  # on the answer of a retry: the first request'
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")  # printable ASCII, 1 to 255 characters
 
 
-@bp.before_request
-def _authenticate() -> None:
-    current_user()
+bp.before_request(authenticate)
 
 
 def _idempotency(body: dict[str, Any] | None) -> Idempotency | None:
@@ -88,34 +96,63 @@ def _without_id(body: dict[str, Any], entity_id: str) -> Document:
     return {k: v for k, v in body.items() if k != "id"}
 
 
+def _check_document(op: Op, collection: str, entity_id: str, document: Document) -> None:
+    """422 with every error the collection's schema and its store find in the write.
+
+    The schema sees the document as a read would return it, `id` included. A patch is checked as
+    its result: the document as stored now, merged with the patch (commands accepted but not yet
+    applied are not part of it). The store's own `validate` gets the body (or the patch) as sent.
+    """
+    store = gateway().stores.for_collection(collection)
+    schema_errors: list[dict[str, str]] = []
+    if collection in collections().validators:
+        result = document
+        if op == "patch":
+            result = merge_patch(store.get(collection, entity_id) or {}, document)
+        schema_errors = collections().errors(collection, {**result, "id": entity_id})
+    errors = schema_errors + store.validate(collection, op, document)
+    if not errors:
+        return
+    problem = refused(errors)
+    if op == "patch" and schema_errors:
+        problem.detail = (
+            f"{problem.detail}. A patch is checked as its result: {collection}/{entity_id} as "
+            "stored now (commands not yet applied excluded), merged with the patch."
+        )
+    raise problem
+
+
 @bp.post("/<collection>")
 def create(collection: str) -> Response:
     check_collection(collection)
-    body = json_object(request, JSON_TYPES)
+    body = json_object(request, JSON_TYPES, body_limits())
     entity_id = check_entity_id(body["id"]) if "id" in body else new_entity_id()
-    return _accepted("create", collection, entity_id, _without_id(body, entity_id), body)
+    document = _without_id(body, entity_id)
+    _check_document("create", collection, entity_id, document)
+    return _accepted("create", collection, entity_id, document, body)
 
 
 @bp.put("/<collection>/<entity_id>")
 def replace(collection: str, entity_id: str) -> Response:
-    check_collection(collection)
-    check_entity_id(entity_id)
-    body = json_object(request, JSON_TYPES)
-    return _accepted("replace", collection, entity_id, _without_id(body, entity_id), body)
+    check_target(collection, entity_id)
+    body = json_object(request, JSON_TYPES, body_limits())
+    document = _without_id(body, entity_id)
+    _check_document("replace", collection, entity_id, document)
+    return _accepted("replace", collection, entity_id, document, body)
 
 
 @bp.patch("/<collection>/<entity_id>")
 def patch(collection: str, entity_id: str) -> Response:
-    check_collection(collection)
-    check_entity_id(entity_id)
-    body = json_object(request, MERGE_PATCH_TYPES)
-    return _accepted("patch", collection, entity_id, _without_id(body, entity_id), body)
+    check_target(collection, entity_id)
+    body = json_object(request, MERGE_PATCH_TYPES, body_limits())
+    document = _without_id(body, entity_id)
+    _check_document("patch", collection, entity_id, document)
+    return _accepted("patch", collection, entity_id, document, body)
 
 
 @bp.delete("/<collection>/<entity_id>")
 def delete(collection: str, entity_id: str) -> Response:
-    check_collection(collection)
-    check_entity_id(entity_id)
+    check_target(collection, entity_id)
     return _accepted("delete", collection, entity_id, None)
 
 

@@ -6,9 +6,8 @@ import re
 
 from flask import Blueprint, Response, request
 
-from gateway.api import current_user, gateway, json_response
+from gateway.api import authenticate, check_collection, check_target, gateway, json_response
 from gateway.problems import Problem
-from gateway.validation import check_collection, check_entity_id
 
 bp = Blueprint("reads", __name__, url_prefix="/api")
 
@@ -17,15 +16,12 @@ MAX_LIMIT = 500
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would also take " 5", "+5" and "٥"
 
 
-@bp.before_request
-def _authenticate() -> None:
-    current_user()
+bp.before_request(authenticate)
 
 
 @bp.get("/<collection>/<entity_id>")
 def get_one(collection: str, entity_id: str) -> Response:
-    check_collection(collection)
-    check_entity_id(entity_id)
+    check_target(collection, entity_id)
     document = gateway().stores.for_collection(collection).get(collection, entity_id)
     if document is None:
         raise Problem(404, "Not Found", f"There is no {collection}/{entity_id}.", slug="unknown-entity")
