@@ -28,7 +28,8 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from plugins.hookspecs import hookimpl
-from plugins.store import Command, Document, Outcome, Page, Rejected, Store, StoreUnavailable
+from plugins.sql_tables import MappedTable, json_checked_columns
+from plugins.store import Command, Document, Op, Outcome, Page, Rejected, Store, StoreUnavailable
 from settings import Settings
 
 log = logging.getLogger("gateway.sql_store")
@@ -116,8 +117,56 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
+class DocumentTable:
+    """A managed collection: a table of JSON documents (`id`, `doc`) that the store created."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+    def validate(self, op: Op, document: Document) -> list[dict[str, str]]:
+        return []  # any JSON object fits
+
+    def refuse_id(self, entity_id: str) -> str | None:
+        return None
+
+    def refuse_document(self, document: Document) -> str | None:
+        return None
+
+    def read_for_update(self, conn: Connection, entity_ids: list[str]) -> dict[str, Document]:
+        table = self.table
+        query = sa.select(table.c.id, table.c.doc).where(table.c.id.in_(entity_ids)).with_for_update()
+        return dict(conn.execute(query).all())  # type: ignore[arg-type]
+
+    def write(self, conn: Connection, before: dict[str, Document], after: dict[str, Document | None]) -> None:
+        # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.
+        table = self.table
+        inserts = [{"id": k, "doc": v} for k, v in after.items() if k not in before and v is not None]
+        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None]
+        deletes = [{"_id": k} for k, v in after.items() if k in before and v is None]
+        if inserts:
+            conn.execute(table.insert(), inserts)
+        if updates:
+            conn.execute(table.update().where(table.c.id == sa.bindparam("_id")), updates)
+        if deletes:
+            conn.execute(table.delete().where(table.c.id == sa.bindparam("_id")), deletes)
+
+    def get(self, conn: Connection, entity_id: str) -> Document | None:
+        return conn.execute(sa.select(self.table.c.doc).where(self.table.c.id == entity_id)).scalar()
+
+    def page(self, conn: Connection, after: str | None, limit: int) -> list[tuple[str, Document]]:
+        table = self.table
+        query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit)
+        if after is not None:
+            query = query.where(table.c.id > after)
+        return [(entity_id, doc) for entity_id, doc in conn.execute(query)]
+
+
+Layout = DocumentTable | MappedTable
+
+
 class SqlStore(Store):
-    """JSON documents in one table per collection, on any SQLAlchemy database."""
+    """One table per collection, on any SQLAlchemy database: a team's own table when one exists
+    (`plugins.sql_tables`), else a managed table of JSON documents created on first write."""
 
     name = "sql"
 
@@ -132,8 +181,9 @@ class SqlStore(Store):
             sa.Column("entity_id", EntityId, primary_key=True),
             sa.Column("seq", sa.BigInteger, nullable=False),
         )
-        self._tables: dict[str, sa.Table] = {}
+        self._layouts: dict[str, Layout] = {}  # collections whose table exists, found once
         self._lock = threading.Lock()
+        self._table_lock = threading.Lock()
         self._ledger_ready = False
 
     # -- schema ------------------------------------------------------------------------------
@@ -143,11 +193,44 @@ class SqlStore(Store):
             self._create(self.ledger)
         self._ledger_ready = True
 
-    def _document_table(self, collection: str) -> sa.Table:
-        if not is_collection(collection):
-            raise ValueError(f"{collection!r} is not a collection name")
+    def _layout(self, collection: str) -> Layout | None:
+        """How `collection` is stored, when its table exists; None when it does not (yet).
+
+        A table of exactly the columns `id` (primary key) and `doc` is a managed one; any other
+        is a team's table, reflected once per process and mapped column by column.
+        """
+        layout = self._layouts.get(collection)
+        if layout is not None or not is_collection(collection):
+            return layout
         with self._lock:
-            table = self._tables.get(collection)
+            if collection in self._layouts:
+                return self._layouts[collection]
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(collection):
+                    return None
+                columns = inspector.get_columns(collection)
+                keys = inspector.get_pk_constraint(collection)["constrained_columns"]
+                if {c["name"] for c in columns} == {"id", "doc"} and keys == ["id"]:
+                    layout = DocumentTable(self._document_table(collection))
+                else:
+                    layout = self._reflect(conn, collection)
+            self._layouts[collection] = layout
+            return layout
+
+    def _reflect(self, conn: Connection, collection: str) -> MappedTable:
+        table = sa.Table(collection, sa.MetaData(), autoload_with=conn)
+        dialect = self.engine.dialect.name
+        json_columns = json_checked_columns(conn, collection) if dialect in ("mysql", "mariadb") else set()
+        mapped = MappedTable(table, dialect, json_columns)
+        if mapped.unusable:
+            log.warning("collection %s cannot be written: %s", collection, mapped.unusable)
+        return mapped
+
+    def _document_table(self, collection: str) -> sa.Table:
+        """The managed table of `collection`, as SQLAlchemy describes it (once per name)."""
+        with self._table_lock:
+            table = self.metadata.tables.get(collection)
             if table is None:
                 table = sa.Table(
                     collection,
@@ -155,7 +238,6 @@ class SqlStore(Store):
                     sa.Column("id", EntityId, primary_key=True),
                     sa.Column("doc", JsonDoc, nullable=False),
                 )
-                self._tables[collection] = table
             return table
 
     def _create(self, table: sa.Table) -> None:
@@ -168,23 +250,23 @@ class SqlStore(Store):
             if not sa.inspect(self.engine).has_table(table.name):
                 raise
 
-    def _writable(self, collection: str) -> sa.Table:
+    def _writable(self, collection: str) -> Layout:
+        """The collection's layout, creating a managed table when it has no table yet."""
         if not self._ledger_ready:
             self.setup()
-        table = self._document_table(collection)
-        if not table.info.get("created"):
-            self._create(table)
-            table.info["created"] = True
-        return table
+        layout = self._layout(collection)
+        if layout is None:
+            self._create(self._document_table(collection))
+            layout = self._layout(collection)  # a team's table created meanwhile wins
+            assert layout is not None
+        return layout
 
-    def _readable(self, collection: str) -> sa.Table | None:
-        if not is_collection(collection):
-            return None
-        table = self._document_table(collection)
-        if table.info.get("created") or sa.inspect(self.engine).has_table(collection):
-            table.info["created"] = True
-            return table
-        return None
+    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+        """A team's table refuses unknown fields, wrong types and missing required columns;
+        a managed table (or a collection without a table yet) takes any document."""
+        with self._translated():
+            layout = self._layout(collection)
+        return [] if layout is None else layout.validate(op, document)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -199,16 +281,16 @@ class SqlStore(Store):
         if not by_collection:
             return outcomes
         with self._translated(writing=True):
-            tables = {c: self._writable(c) for c in by_collection}
+            layouts = {c: self._writable(c) for c in by_collection}
             with self.writer.begin() as conn:
                 for collection, indexes in by_collection.items():
                     batch = [commands[i] for i in indexes]
-                    applied = self._apply_collection(conn, tables[collection], batch)
+                    applied = self._apply_collection(conn, layouts[collection], batch)
                     for i, outcome in zip(indexes, applied, strict=True):
                         outcomes[i] = outcome
         return outcomes
 
-    def _apply_collection(self, conn: Connection, table: sa.Table, batch: list[Command]) -> list[Outcome]:
+    def _apply_collection(self, conn: Connection, layout: Layout, batch: list[Command]) -> list[Outcome]:
         collection = batch[0].collection
         ids = sorted({c.entity_id for c in batch})
         ledger = self.ledger
@@ -219,11 +301,7 @@ class SqlStore(Store):
                 .with_for_update()
             ).all()
         )
-        before: dict[str, Document] = dict(
-            conn.execute(  # type: ignore[arg-type]
-                sa.select(table.c.id, table.c.doc).where(table.c.id.in_(ids)).with_for_update()
-            ).all()
-        )
+        before = layout.read_for_update(conn, ids)
         after: dict[str, Document | None] = {}  # the entities a command changed: their new state
         applied_seq: dict[str, int] = {}
         outcomes: list[Outcome] = []
@@ -235,33 +313,22 @@ class SqlStore(Store):
                 continue
             current = after[entity] if entity in after else before.get(entity)
             try:
-                after[entity] = command.apply_to(current)
+                refused = layout.refuse_id(entity)
+                if refused:
+                    raise Rejected(refused)
+                document = command.apply_to(current)
+                refused = layout.refuse_document(document) if document is not None else None
+                if refused:
+                    raise Rejected(f"{collection}/{entity}: {refused}")
             except Rejected as reason:
                 outcomes.append(str(reason))
                 continue
+            after[entity] = document
             applied_seq[entity] = command.seq
             outcomes.append(None)
-        self._write_documents(conn, table, before, after)
+        layout.write(conn, before, after)
         self._write_ledger(conn, collection, seqs, applied_seq)
         return outcomes
-
-    def _write_documents(
-        self,
-        conn: Connection,
-        table: sa.Table,
-        before: dict[str, Document],
-        after: dict[str, Document | None],
-    ) -> None:
-        # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.
-        inserts = [{"id": k, "doc": v} for k, v in after.items() if k not in before and v is not None]
-        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None]
-        deletes = [{"_id": k} for k, v in after.items() if k in before and v is None]
-        if inserts:
-            conn.execute(table.insert(), inserts)
-        if updates:
-            conn.execute(table.update().where(table.c.id == sa.bindparam("_id")), updates)
-        if deletes:
-            conn.execute(table.delete().where(table.c.id == sa.bindparam("_id")), deletes)
 
     def _write_ledger(
         self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]
@@ -306,7 +373,8 @@ class SqlStore(Store):
                 self._select_one()
             except Exception:  # noqa: BLE001 - whatever the cause, the database does not answer
                 return StoreUnavailable(str(error.orig))
-        if writing and (isinstance(error, exc.DataError) or _mysql_code(error) in REFUSED_BY_MYSQL):
+        refused = isinstance(error, exc.DataError | exc.IntegrityError)  # a team's constraints too
+        if writing and (refused or _mysql_code(error) in REFUSED_BY_MYSQL):
             return Rejected(f"the database refused the document: {str(error.orig).splitlines()[0]}")
         return error
 
@@ -314,23 +382,20 @@ class SqlStore(Store):
 
     def get(self, collection: str, entity_id: str) -> Document | None:
         with self._translated():
-            table = self._readable(collection)
-            if table is None:
+            layout = self._layout(collection)
+            if layout is None:
                 return None
             with self.engine.connect() as conn:
-                return conn.execute(sa.select(table.c.doc).where(table.c.id == entity_id)).scalar()
+                return layout.get(conn, entity_id)
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
         with self._translated():
-            table = self._readable(collection)
-            if table is None:
+            layout = self._layout(collection)
+            if layout is None:
                 return Page(items=[], next=None)
-            query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit + 1)
-            if after is not None:
-                query = query.where(table.c.id > after)
             with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
+                rows = layout.page(conn, after, limit + 1)
         items = [{**doc, "id": entity_id} for entity_id, doc in rows[:limit]]
         more = len(rows) > limit
         return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if more else None)
