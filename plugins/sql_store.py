@@ -11,7 +11,6 @@ more levels deep; the store answers such a document with `Rejected`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import re
@@ -29,7 +28,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from plugins.hookspecs import hookimpl
 from plugins.sql_tables import MappedTable, json_checked_columns
-from plugins.store import Command, Document, Op, Outcome, Page, Rejected, Store, StoreUnavailable
+from plugins.store import (
+    Command,
+    Document,
+    Op,
+    Outcome,
+    Page,
+    Rejected,
+    Store,
+    StoreUnavailable,
+    decode_cursor,
+    encode_cursor,
+)
 from settings import Settings
 
 log = logging.getLogger("gateway.sql_store")
@@ -420,18 +430,6 @@ def is_collection(name: str) -> bool:
 def _mysql_code(error: exc.DBAPIError) -> int | None:
     args = getattr(error.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
-
-
-def encode_cursor(entity_id: str) -> str:
-    return base64.urlsafe_b64encode(entity_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The id a cursor points after; ValueError for a cursor this store never gave."""
-    try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise ValueError("invalid cursor") from error
 
 
 @hookimpl

@@ -18,6 +18,7 @@ A store applies commands that the gateway has already accepted and validated. It
 from __future__ import annotations
 
 import abc
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -128,3 +129,16 @@ class Store(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def encode_cursor(entity_id: str) -> str:
+    """A list cursor that points after `entity_id` (URL-safe base64 of the id)."""
+    return base64.urlsafe_b64encode(entity_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id a cursor of `encode_cursor` points after; ValueError for any other string."""
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ValueError("invalid cursor") from error

@@ -1,0 +1,382 @@
+"""The built-in MongoDB store (pymongo), enabled by `MONGO_URL`.
+
+Each collection is a MongoDB collection of the same name in the URL's database (default
+`gateway`); a document is stored as it is, with the entity id as `_id` and the gateway's
+bookkeeping in one field `_gw`: `{"seq": <last applied command's sequence>}`. A deleted entity
+stays as a tombstone `{"_id", "_gw": {"seq", "deleted": true, "at"}}`, so that the sequence
+outlives the document and a late re-delivery of an older command cannot bring it back. Reads
+skip tombstones; `_id` and `_gw` are reserved field names.
+
+How the guarantees hold:
+
+- Per entity, always: the document and its sequence are one MongoDB document, and every write is
+  conditional on the sequence read before it (compare-and-set on `_gw.seq`; an insert where
+  nothing was stored). A command whose sequence is not above the stored one is skipped, so a
+  re-applied batch changes nothing, and a stale worker's write loses the race instead of
+  overwriting newer state. A write that loses a race is planned again from what is now stored.
+- Per batch: on a replica set or a sharded cluster, the whole batch is one multi-document
+  transaction. A standalone server has no transactions: the batch is written as one unordered
+  bulk write, entity by entity, so a failure part-way leaves some entities written and others
+  not. Re-applying the batch (which is what the gateway does with a batch that raised) then
+  writes the rest and skips what was written, so the effect is the same as one transaction's.
+  Documents that can never be stored (not encodable as BSON, over 16 MiB) are found before
+  anything is written, and the batch raises `Rejected` as a whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+import pymongo
+from bson.errors import BSONError
+from pymongo import InsertOne, ReplaceOne
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
+
+from plugins.hookspecs import hookimpl
+from plugins.store import (
+    Command,
+    Document,
+    Op,
+    Outcome,
+    Page,
+    Rejected,
+    Store,
+    StoreUnavailable,
+    decode_cursor,
+    encode_cursor,
+)
+from settings import Settings
+
+log = logging.getLogger("gateway.mongo_store")
+
+META = "_gw"  # the gateway's field in each stored document: {"seq", "deleted", "at"}
+RESERVED = frozenset({"_id", META})
+DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
+MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
+DUPLICATE_KEY = 11000
+CONFLICT_ROUNDS = 5  # re-plans of entities whose write lost a race, before the batch fails
+LIVE = {f"{META}.deleted": {"$ne": True}}  # not a tombstone
+COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class Conflict(Exception):
+    """Entities changed between the read and the write (another writer); plan them again."""
+
+    def __init__(self, entity_ids: set[str]) -> None:
+        super().__init__(f"{len(entity_ids)} entities changed while being written")
+        self.entity_ids = entity_ids
+
+
+@dataclass
+class Plan:
+    """One collection's part of a batch: the outcomes and the conditional writes."""
+
+    collection: str
+    outcomes: dict[int, Outcome] = field(default_factory=dict)  # by index in the whole batch
+    writes: list[InsertOne | ReplaceOne] = field(default_factory=list)
+    seqs: dict[str, int] = field(default_factory=dict)  # entity -> the seq its write stores
+
+
+class MongoStore(Store):
+    """Documents in one MongoDB collection per gateway collection."""
+
+    name = "mongo"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str | None = None,
+        client: pymongo.MongoClient[Document] | None = None,
+        transactions: bool | None = None,
+        timeout_ms: int = 5000,
+    ) -> None:
+        """`database`: instead of the URL's; `client`: an already built client (tests pass
+        mongomock's); `transactions`: force multi-document transactions on or off (None: use
+        them when the server has them); `timeout_ms`: how long an unreachable server is waited
+        for before `StoreUnavailable`."""
+        self.url = url
+        self.database = database
+        self.timeout_ms = timeout_ms
+        self._client = client
+        self._transactions = transactions
+
+    @functools.cached_property
+    def client(self) -> pymongo.MongoClient[Document]:
+        """Opened on first use: in the process that uses it (pymongo is not fork-safe)."""
+        if self._client is not None:
+            return self._client
+        return pymongo.MongoClient(
+            self.url,
+            serverSelectionTimeoutMS=self.timeout_ms,
+            connectTimeoutMS=min(self.timeout_ms, 3000),
+            tz_aware=True,
+        )
+
+    @functools.cached_property
+    def db(self) -> pymongo.database.Database[Document]:
+        if self.database:
+            return self.client[self.database]
+        return self.client.get_default_database(default=DEFAULT_DATABASE)
+
+    def _collection(self, name: str) -> Collection[Document]:
+        return self.db[name]
+
+    def transactions(self) -> bool:
+        """Whether batches run in multi-document transactions (replica set or mongos)."""
+        if self._transactions is None:
+            with self._translated():
+                try:
+                    hello = self.client.admin.command("hello")
+                except (NotImplementedError, OperationFailure):  # mongomock; a very old server
+                    hello = {}
+            self._transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
+        return self._transactions
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+        """`_id` and `_gw` are the store's; MongoDB field names do not start with `$`."""
+        errors = []
+        for name in document:
+            if name in RESERVED:
+                errors.append({"field": name, "message": "is reserved by the MongoDB store"})
+        for path in _dollar_keys(document):
+            errors.append({"field": path, "message": "a MongoDB field name cannot start with '$'"})
+        return errors
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        outcomes: list[Outcome] = [None] * len(commands)
+        by_collection: dict[str, list[int]] = {}
+        for index, command in enumerate(commands):
+            by_collection.setdefault(command.collection, []).append(index)
+        if not commands:
+            return outcomes
+        with self._translated(writing=True):
+            if self.transactions():
+                with self.client.start_session() as session:
+                    plans = session.with_transaction(lambda s: self._apply_once(commands, by_collection, s))
+            else:
+                plans = self._apply_without_transaction(commands, by_collection)
+        for plan in plans:
+            for index, outcome in plan.outcomes.items():
+                outcomes[index] = outcome
+        return outcomes
+
+    def _apply_once(
+        self, commands: Sequence[Command], by_collection: dict[str, list[int]], session: ClientSession
+    ) -> list[Plan]:
+        """Inside a transaction: plan and write everything; a lost race aborts and retries."""
+        plans = [self._plan(c, commands, indexes, session) for c, indexes in by_collection.items()]
+        for plan in plans:
+            self._write(plan, session)  # Conflict aborts the transaction: the driver retries
+        return plans
+
+    def _apply_without_transaction(
+        self, commands: Sequence[Command], by_collection: dict[str, list[int]]
+    ) -> list[Plan]:
+        """Without transactions: plan every collection (refusing the batch before any write),
+        then write; the entities whose write lost a race are planned and written again."""
+        plans = [self._plan(c, commands, indexes, None) for c, indexes in by_collection.items()]
+        done: list[Plan] = []
+        for plan in plans:
+            for _ in range(CONFLICT_ROUNDS):
+                try:
+                    self._write(plan, None)
+                    break
+                except Conflict as conflict:
+                    again = [i for i in plan.outcomes if commands[i].entity_id in conflict.entity_ids]
+                    retry = self._plan(plan.collection, commands, again, None)
+                    plan.outcomes.update(retry.outcomes)
+                    plan.writes, plan.seqs = retry.writes, retry.seqs
+            else:
+                raise RuntimeError(f"{plan.collection}: entities kept changing while being written")
+            done.append(plan)
+        return done
+
+    def _plan(
+        self, collection: str, commands: Sequence[Command], indexes: list[int], session: ClientSession | None
+    ) -> Plan:
+        """Fold the commands at `indexes` into the stored state: outcomes and writes."""
+        plan = Plan(collection)
+        if not is_collection(collection):
+            plan.outcomes = {i: f"{collection!r} is not a collection name" for i in indexes}
+            return plan
+        ids = sorted({commands[i].entity_id for i in indexes})
+        found = self._collection(collection).find({"_id": {"$in": ids}}, session=session)
+        stored = {d["_id"]: d for d in found}
+        state: dict[str, Document | None] = {}
+        for index in indexes:
+            command = commands[index]
+            entity = command.entity_id
+            last = plan.seqs.get(entity, _seq(stored.get(entity)))
+            if command.seq <= last:
+                plan.outcomes[index] = None  # applied before: a re-delivery, or a stale worker
+                continue
+            current = state[entity] if entity in state else _document(stored.get(entity))
+            try:
+                problems = self.validate(collection, command.op, command.payload or {})
+                if problems:
+                    raise Rejected("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+                state[entity] = command.apply_to(current)
+            except Rejected as reason:
+                plan.outcomes[index] = str(reason)
+                continue
+            plan.seqs[entity] = command.seq
+            plan.outcomes[index] = None
+        for entity, document in state.items():
+            body = _stored_form(entity, plan.seqs[entity], document)
+            _check_encodable(collection, entity, body)
+            if entity in stored:
+                plan.writes.append(ReplaceOne({"_id": entity, **_unchanged(stored[entity])}, body))
+            else:
+                plan.writes.append(InsertOne(body))
+        return plan
+
+    def _write(self, plan: Plan, session: ClientSession | None) -> None:
+        """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
+        if not plan.writes:
+            return
+        collection = self._collection(plan.collection)
+        try:
+            result = collection.bulk_write(plan.writes, ordered=False, session=session)
+            matched, errors = result.matched_count, []
+        except BulkWriteError as error:
+            matched, errors = error.details["nMatched"], error.details["writeErrors"]
+        refused = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if refused:
+            raise Rejected(f"MongoDB refused the document: {refused[0].get('errmsg')}")
+        replaces = sum(isinstance(w, ReplaceOne) for w in plan.writes)
+        if not errors and matched == replaces:
+            return
+        written = collection.find({"_id": {"$in": list(plan.seqs)}}, {META: 1}, session=session)
+        now = {d["_id"]: _seq(d) for d in written}
+        lost = {entity for entity, seq in plan.seqs.items() if now.get(entity) != seq}
+        raise Conflict(lost)
+
+    @contextlib.contextmanager
+    def _translated(self, *, writing: bool = False) -> Iterator[None]:
+        """StoreUnavailable for an unreachable server; Rejected for a document it refuses."""
+        try:
+            yield
+        except ConnectionFailure as error:
+            raise StoreUnavailable(str(error)) from error
+        except OperationFailure as error:
+            if writing and error.code in REFUSED_CODES:
+                raise Rejected(f"MongoDB refused the document: {error}") from error
+            raise
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, collection: str, entity_id: str) -> Document | None:
+        if not is_collection(collection):
+            return None
+        with self._translated():
+            found = self._collection(collection).find_one({"_id": entity_id, **LIVE})
+        return _document(found)
+
+    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor) if cursor is not None else None
+        if not is_collection(collection):
+            return Page(items=[], next=None)
+        # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.
+        query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE}
+        with self._translated():
+            found = list(self._collection(collection).find(query).sort("_id", 1).limit(limit + 1))
+        items = [{**_document(d), "id": d["_id"]} for d in found[:limit]]  # type: ignore[dict-item]
+        more = len(found) > limit
+        return Page(items=items, next=encode_cursor(found[limit - 1]["_id"]) if more else None)
+
+    def ping(self) -> None:
+        with self._translated():
+            try:
+                self.client.admin.command("ping")
+            except PyMongoError as error:
+                raise StoreUnavailable(str(error)) from error
+
+    def setup(self) -> None:
+        """Nothing to create: collections appear on first write, `_id` is always indexed."""
+        self.ping()
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+
+
+# Server error codes of a document MongoDB will never take: BadValue, a document too large
+# (BSONObjectTooLarge, and its form in a bulk write), bad field names, nesting past 100 levels.
+REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
+
+
+def is_collection(name: str) -> bool:
+    """A gateway collection name (the API's pattern): never `system.*` nor a name with a `$`."""
+    return COLLECTION.fullmatch(name) is not None
+
+
+def _seq(stored: Document | None) -> int:
+    """The sequence of the last command applied to a stored document (-1: none, or not ours)."""
+    if stored is None or not isinstance(stored.get(META), dict):
+        return -1
+    return int(stored[META].get("seq", -1))
+
+
+def _document(stored: Document | None) -> Document | None:
+    """The entity's document, without the store's fields; None when absent or deleted."""
+    if stored is None or (isinstance(stored.get(META), dict) and stored[META].get("deleted")):
+        return None
+    return {k: v for k, v in stored.items() if k not in RESERVED}
+
+
+def _stored_form(entity_id: str, seq: int, document: Document | None) -> Document:
+    if document is None:
+        return {"_id": entity_id, META: {"seq": seq, "deleted": True, "at": dt.datetime.now(dt.UTC)}}
+    return {"_id": entity_id, META: {"seq": seq}, **document}
+
+
+def _unchanged(stored: Document) -> Document:
+    """The condition that the stored document is still the one read: same sequence, or (a
+    document written by someone else) still without one."""
+    if isinstance(stored.get(META), dict) and "seq" in stored[META]:
+        return {f"{META}.seq": stored[META]["seq"]}
+    return {f"{META}.seq": {"$exists": False}}
+
+
+def _check_encodable(collection: str, entity_id: str, body: Document) -> None:
+    """Raise Rejected for a document BSON cannot hold (lone surrogates, integers past 64 bits,
+    NUL in a key) or MongoDB will not take (over 16 MiB): before anything is written."""
+    try:
+        size = len(bson.encode(body))
+    except (BSONError, ValueError, OverflowError) as error:  # UnicodeError is a ValueError
+        raise Rejected(f"{collection}/{entity_id} cannot be stored in MongoDB: {error}") from error
+    if size > MAX_BSON_BYTES:
+        raise Rejected(f"{collection}/{entity_id} is larger than MongoDB's 16 MiB document limit")
+
+
+def _dollar_keys(value: Any, path: str = "") -> Iterable[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if str(key).startswith("$"):
+                yield where
+            yield from _dollar_keys(inner, where)
+    elif isinstance(value, list):
+        for position, inner in enumerate(value):
+            yield from _dollar_keys(inner, f"{path}[{position}]")
+
+
+@hookimpl
+def register_stores(settings: Settings) -> list[Store]:
+    """The `mongo` store, when MONGO_URL is set."""
+    return [MongoStore(settings.mongo_url)] if settings.mongo_url else []
