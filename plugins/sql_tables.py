@@ -166,7 +166,7 @@ def field_of(column: sa.Column[Any], dialect: str, json_columns: Iterable[str] =
         column.type.asdecimal = False  # floats; SQLite would warn about Decimals
     computed = column.computed is not None
     return Field(
-        name=column.name,
+        name=str(column.name),
         kind=kind,
         nullable=bool(column.nullable),
         has_default=column.server_default is not None
@@ -226,7 +226,8 @@ class MappedTable:
         if self.key is None:
             self.unusable = f"table {self.name} has no single-column primary key to hold the entity id"
         json_columns = set(json_columns)
-        fields = {c.name: field_of(c, dialect, json_columns) for c in table.columns}
+        # Plain strs: reflected names are quoted_name, which orjson refuses as keys.
+        fields = {str(c.name): field_of(c, dialect, json_columns) for c in table.columns}
         self.key_field = fields.pop(self.key.name) if self.key is not None else None
         if self.key_field is not None and self.key_field.kind not in KEY_KINDS:
             self.unusable = f"the primary key of table {self.name} is not a string, integer or UUID column"

@@ -15,8 +15,11 @@ from sqlalchemy import event
 from plugins.conformance import cmd, walk
 from plugins.sql_store import SqlStore
 from plugins.store import Rejected
+from tests.api_support import assert_problem
+from tests.test_pipeline import wait_until
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["tests.api_fixtures"]
 
 
 @pytest.fixture(params=["sqlite_url", "postgres_url", "mariadb_url"], ids=["sqlite", "postgres", "mariadb"])
@@ -382,3 +385,37 @@ def test_mariadb_json_column_and_unsigned_range(mariadb_url: str, name: str) -> 
     assert store.get(name, "a") == doc
     store.close()
     engine.dispose()
+
+
+# -- over HTTP, with a real worker -------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_products(sqlite_url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    """The products table in the SQLite database of this test's app and workers."""
+    engine = sa.create_engine(sqlite_url)
+    table = products(sa.MetaData(), "products")
+    table.create(engine)
+    yield engine, table
+    engine.dispose()
+
+
+def test_over_http_a_bad_document_is_refused_at_accept_and_a_good_one_lands_in_the_columns(
+    sqlite_products: tuple[sa.Engine, sa.Table], client: Any, redis_keys: Any, start_worker: Any
+) -> None:
+    engine, table = sqlite_products
+    refused = client.post("/api/products", json={"id": "A-1", "title": "Lamp", "colour": "red", "qty": "3"})
+    body = assert_problem(refused, 422)
+    assert sorted(e["field"] for e in body["errors"]) == ["colour", "qty"]
+    refused = client.patch("/api/products/A-1", json={"title": None})
+    assert [e["field"] for e in assert_problem(refused, 422)["errors"]] == ["title"]
+    assert redis_keys.all() == set()  # nothing of the refused commands was written
+
+    start_worker()
+    accepted = client.post("/api/products", json={"id": "A-1", "title": "Lamp", "qty": 3, "active": True})
+    assert accepted.status_code == 202, accepted.json
+    status_url = accepted.json["status_url"]
+    wait_until(lambda: client.get(status_url).json["status"] != "pending")
+    assert client.get(status_url).json["status"] == "applied"
+    assert rows(engine, table)["A-1"]["qty"] == 3
+    assert client.get("/api/products/A-1").json == {"id": "A-1", "title": "Lamp", "qty": 3, "active": True}
