@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
     # The collections that exist, comma-separated; empty: any well-formed name (or, with
     # SCHEMAS_DIR, the collections that have a schema, plus these).
     collections: str = ""
+    # Per-user rate limits, shared by all web processes (counted in Redis), in the `limits`
+    # notation ("100/second", "5000/hour"); empty: no limit. Writes: POST, PUT, PATCH, DELETE on
+    # /api; reads: GET on /api, command status included. A minute's window lets a client send a
+    # burst (an import, a reconnect's catch-up) while holding it to 100 writes a second overall.
+    rate_limit_writes: str = "6000/minute"
+    rate_limit_reads: str = "18000/minute"
 
     # Command pipeline.
     # Streams the commands are spread over (entity -> partition by a stable hash). Change it only
@@ -124,6 +131,14 @@ class Settings(BaseSettings):
     @property
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]
+
+    @field_validator("rate_limit_writes", "rate_limit_reads")
+    @classmethod
+    def _one_rate_limit(cls, value: str) -> str:
+        """One limit per kind of call, so that counting it stays one Redis call."""
+        if value.strip() and len(parse_many(value)) != 1:
+            raise ValueError(f"{value!r}: give one limit, such as 100/second")
+        return value.strip()
 
     @property
     def collection_allowlist(self) -> list[str]:

@@ -62,6 +62,11 @@ class Keys:
         partition: a retry finds the record before it knows which entity it is about."""
         return f"{self.tag(partition)}:idem:{digest}"
 
+    def rate_limits(self) -> str:
+        """Prefix of the per-user rate-limit counters, which expire within two windows; the
+        `limits` library adds `:{LIMITER/<user digest>/<scope>/<limit>}` (and `/-1`)."""
+        return f"{self.prefix}:ratelimit"
+
     def events(self, user: str) -> str:
         """Stream of the user's notification events, bounded, replayable by id."""
         return f"{self.prefix}:events:{user}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Request
+from flask import Request, current_app
 
 from gateway.problems import Problem
 
@@ -79,8 +79,11 @@ def refused(errors: list[dict[str, str]], slug: str = "validation") -> Problem:
     return Problem(422, "Unprocessable Content", detail, slug=slug, errors=errors)
 
 
-def json_object(request: Request, accepted: frozenset[str], limits: BodyLimits) -> dict[str, Any]:
-    """The request body as a JSON object within `limits`; 415, 413, 400 or 422 otherwise."""
+def json_object(
+    request: Request, accepted: frozenset[str], limits: BodyLimits | None = None
+) -> dict[str, Any]:
+    """The request body as a JSON object within `limits` (by default the app's, from
+    MAX_JSON_DEPTH and MAX_JSON_MEMBERS); 415, 413, 400 or 422 otherwise."""
     if request.mimetype not in accepted:
         raise Problem(
             415,
@@ -97,7 +100,7 @@ def json_object(request: Request, accepted: frozenset[str], limits: BodyLimits) 
         ) from error
     if not isinstance(body, dict):
         raise invalid("", "must be a JSON object", slug="not-an-object")
-    check_shape(body, limits)
+    check_shape(body, limits or current_app.extensions["body_limits"])
     if LONG_DIGITS.search(raw):
         check_int64(raw)
     return body

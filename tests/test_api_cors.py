@@ -39,7 +39,7 @@ def test_a_preflight_from_an_allowed_origin_passes_without_a_token(
     cors_client: Any, redis_keys: Any, method: str, path: str
 ) -> None:
     response = preflight(cors_client, FRONTEND, method, path)
-    assert response.status_code == 204
+    assert response.status_code == 200  # Flask answers OPTIONS; flask-cors adds the headers
     assert response.headers["Access-Control-Allow-Origin"] == FRONTEND
     assert method in response.headers["Access-Control-Allow-Methods"]
     allowed_headers = response.headers["Access-Control-Allow-Headers"].lower()
@@ -86,7 +86,27 @@ def test_without_cors_origins_no_origin_is_allowed(make_app: Any) -> None:
 def test_a_star_allows_every_origin(make_app: Any) -> None:
     client = make_app(cors_origins="*").test_client()
     response = preflight(client, STRANGER)
-    assert response.status_code == 204
+    assert response.status_code == 200  # Flask answers OPTIONS; flask-cors adds the headers
     assert response.headers["Access-Control-Allow-Origin"] == STRANGER
     response = client.get("/healthz", headers={"Origin": FRONTEND})
     assert response.headers["Access-Control-Allow-Origin"] == FRONTEND
+
+
+def test_preflights_are_not_rate_limited_nor_counted(make_app: Any, redis_keys: Any) -> None:
+    client = make_app(jwt_secret=SECRET, cors_origins=FRONTEND, rate_limit_writes="2/minute").test_client()
+    for _ in range(5):
+        assert preflight(client, FRONTEND).status_code == 200
+    assert redis_keys.all(counters=True) == set()
+    for _ in range(2):
+        response = client.post("/api/notes", json={}, headers={"Origin": FRONTEND, **bearer(token())})
+        assert response.status_code == 202
+
+
+def test_a_refused_call_still_tells_its_wait_to_the_frontend(make_app: Any) -> None:
+    client = make_app(jwt_secret=SECRET, cors_origins=FRONTEND, rate_limit_writes="1/minute").test_client()
+    headers = {"Origin": FRONTEND, **bearer(token())}
+    assert client.post("/api/notes", json={}, headers=headers).status_code == 202
+    response = client.post("/api/notes", json={}, headers=headers)
+    assert_problem(response, 429)
+    assert response.headers["Access-Control-Allow-Origin"] == FRONTEND
+    assert "Retry-After" in response.headers["Access-Control-Expose-Headers"]

@@ -12,7 +12,7 @@ import pytest
 
 from plugins.hookspecs import hookimpl
 from plugins.sql_store import SqlStore
-from plugins.store import Command, Document, Op
+from plugins.store import Command, Document, Op, StoreUnavailable
 from settings import Settings
 from tests.api_support import assert_problem
 
@@ -198,10 +198,22 @@ class CheckedStore(SqlStore):
         return errors
 
 
+class UnreachableStore(SqlStore):
+    """An SQL store whose database cannot be reached to check or read a document."""
+
+    name = "unreachable"
+
+    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+        raise StoreUnavailable("no route to the database")
+
+    def get(self, collection: str, entity_id: str) -> Document | None:
+        raise StoreUnavailable("no route to the database")
+
+
 @hookimpl
 def register_stores(settings: Settings) -> Sequence[SqlStore]:
-    """This module is also a plugin (PLUGINS=tests.test_api_schemas): it adds the `checked` store."""
-    return [CheckedStore(settings.database_url)]
+    """This module is also a plugin (PLUGINS=tests.test_api_schemas): it adds two stores."""
+    return [CheckedStore(settings.database_url), UnreachableStore(settings.database_url)]
 
 
 def test_the_stores_own_errors_are_part_of_the_422(make_app: Any, schemas_dir: Path, redis_keys: Any) -> None:
@@ -220,3 +232,20 @@ def test_the_stores_own_errors_are_part_of_the_422(make_app: Any, schemas_dir: P
     ).test_client()
     problem = assert_problem(with_schema.post("/api/notes", json={"secret": 1}), 422)
     assert sorted(fields(problem)) == ["", "secret", "title"]  # schema: extra member, no title
+
+
+def test_a_store_that_cannot_be_reached_does_not_hold_writes(make_app: Any, schemas_dir: Path) -> None:
+    """Writes need only Redis; the store still refuses the document when the command applies."""
+    app = make_app(plugins=__name__, collection_stores="notes=unreachable,rows=unreachable")
+    client = app.test_client()
+    assert client.post("/api/rows", json={"any": 1}).status_code == 202
+    assert client.patch("/api/rows/r", json={"any": 2}).status_code == 202
+
+    with_schema = make_app(
+        plugins=__name__, collection_stores="notes=unreachable", schemas_dir=str(schemas_dir)
+    ).test_client()
+    assert with_schema.put("/api/notes/n", json={"title": "t"}).status_code == 202
+    # A patch of a collection with a schema is checked against the stored document: it waits.
+    response = with_schema.patch("/api/notes/n", json={"n": 1})
+    assert_problem(response, 503)
+    assert response.get_json()["type"] == "/problems/store-unavailable"

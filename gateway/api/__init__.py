@@ -57,12 +57,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def init_app(app: Flask) -> None:
-    from gateway.api import commands, cors, health, reads
+    from gateway.api import commands, cors, health, rate_limits, reads, security
 
     settings = app.extensions["gateway"].settings
     app.extensions["collections"] = Collections.from_settings(settings)
     app.extensions["body_limits"] = BodyLimits(settings.max_json_depth, settings.max_json_members)
+    security.init_app(app)
     cors.init_app(app)
+    rate_limits.init_app(app, write_blueprints=[commands.bp], read_blueprints=[commands.bp, reads.bp])
     app.register_blueprint(health.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(reads.bp)

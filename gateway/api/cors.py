@@ -1,57 +1,36 @@
-"""Cross-origin calls from the browser frontends named in CORS_ORIGINS (`*`: any origin).
+"""Cross-origin calls from the browser frontends named in CORS_ORIGINS (`*`: any origin), through
+flask-cors.
 
 Credentials travel in the Authorization header, never in cookies, so no
-Access-Control-Allow-Credentials is sent. A preflight is answered before authentication:
-browsers send it without the Authorization header.
+Access-Control-Allow-Credentials is sent. Preflights pass without a token (browsers send them
+without the Authorization header): the blueprints' authentication lets OPTIONS through, and
+Flask answers it with the route's allowed methods, to which flask-cors adds its headers.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask
+from flask_cors import CORS
 
-METHODS = "GET, POST, PUT, PATCH, DELETE"
-REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
-EXPOSED_HEADERS = "Location, Retry-After"  # a 202's status URL and when to look at it
-PREFLIGHT_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
-
-
-class Cors:
-    """The CORS policy of one app, from its allowed origins."""
-
-    def __init__(self, origins: list[str]) -> None:
-        self.any_origin = "*" in origins
-        self.origins = frozenset(origins)
-
-    def allows(self, origin: str | None) -> bool:
-        return bool(origin) and (self.any_origin or origin in self.origins)
-
-    def preflight(self) -> Response | None:
-        """A 204 for an allowed origin's preflight; None lets any other request through."""
-        origin = request.headers.get("Origin")
-        if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
-            return None
-        if not self.allows(origin):
-            return None
-        response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = METHODS
-        response.headers["Access-Control-Allow-Headers"] = REQUEST_HEADERS
-        response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
-        return response
-
-    def annotate(self, response: Response) -> Response:
-        """Every answer to an allowed origin, errors included, says so, so scripts can read it."""
-        response.vary.add("Origin")
-        origin = request.headers.get("Origin")
-        if self.allows(origin):
-            response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        return response
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
+# What a script may read of an answer: a 202's status URL and when to look at it, a replay
+# marker, a 429's or 503's wait.
+EXPOSED_HEADERS = ["Location", "Retry-After", "Idempotent-Replayed"]
+PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 
 
 def init_app(app: Flask) -> None:
     origins = app.extensions["gateway"].settings.cors_origin_list
     if not origins:
         return
-    cors = Cors(origins)
-    app.before_request(cors.preflight)  # app-level: runs before the blueprints' authentication
-    app.after_request(cors.annotate)
+    CORS(
+        app,
+        origins=origins,
+        methods=METHODS,
+        allow_headers=REQUEST_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        max_age=PREFLIGHT_MAX_AGE,
+        supports_credentials=False,
+        send_wildcard=False,  # with `*`, answer the caller's own origin, as for a listed one
+    )
