@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import api, cli, problems
+from gateway import api, cli, notify, problems
 from gateway.context import Gateway
 from settings import load
 
@@ -38,5 +38,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         )
     problems.init_app(app)
     api.init_app(app)
+    notify.init_app(app)
     cli.init_app(app)
     return app

@@ -14,18 +14,27 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # keeps one process serving while the other restarts.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
-# Threads, not one request per process: a request mostly waits on Redis or a store, and later
-# long-lived streams (SSE, WebSockets) must not starve plain requests. A change to gevent for
-# WebSockets would set worker_class = "gevent" and worker_connections instead of threads.
-worker_class = "gthread"
-threads = 8
+# gevent: every connection is a greenlet, so open WebSockets and SSE streams (each one waiting for
+# its user's next event) cost a few kB each instead of a thread each, and never starve plain
+# requests. A request mostly waits on Redis or a store, and those waits yield too: gunicorn
+# monkey-patches the standard library before it loads the app, so redis-py's sockets, psycopg 3
+# (it detects gevent and waits cooperatively), PyMySQL and the threads of flask-sock and of the
+# notification hub all become cooperative. With gthread each WebSocket would hold two threads.
+worker_class = "gevent"
+
+# Concurrent connections per process, streams and plain requests together. 2,000 leaves room
+# for 1,000 open WebSockets or SSE streams (the figure measured in docs/notifications.md) and
+# the requests beside them; past it the process stops accepting until one closes. Each one is
+# a file descriptor: the platform's limit (10,000 on Heroku) must exceed this.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
 
 # No preloading: each process opens its own Redis and database connections after the fork,
 # so no socket is shared between processes.
 preload_app = False
 
-# A request that takes longer than this is stuck (accepting a command is one Redis call);
-# Heroku's router gives up on a request after 30 s anyway, so the process is restarted then.
+# A process whose event loop has not come round for this long is stuck (with gevent this does
+# not limit a request or a stream, only a process that stopped switching), so the arbiter
+# restarts it. Heroku's router gives up on a request after 30 s anyway.
 timeout = 30
 
 # On SIGTERM, finish in-flight requests within 20 s: below the 30 s Heroku gives a dyno between
@@ -46,3 +55,36 @@ forwarded_allow_ips = "*"
 # No control socket: nothing here uses gunicornc, and several web processes on one machine
 # would contend for its one default path in the home directory.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end the open WebSockets (close code 1001, going away) and SSE streams at once,
+    after gunicorn's own handler stopped accepting: they would otherwise hold the process for the
+    whole graceful_timeout and then be cut without a close frame. Clients reconnect, to another
+    process, with their last event id, and miss nothing."""
+    import signal
+
+    hub = worker.wsgi.extensions.get("notify") if hasattr(worker.wsgi, "extensions") else None
+    gunicorns_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        gunicorns_handler(signum, frame)
+        if hub is not None:
+            _in_background(hub.shutdown)  # a signal handler must not block (nor switch greenlets)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _in_background(function):
+    """Run `function` in a greenlet under gevent (as gunicorn's own handlers do), else a thread."""
+    import threading
+
+    try:
+        import gevent
+        from gevent import monkey
+    except ImportError:
+        gevent = None
+    if gevent is not None and monkey.is_module_patched("threading"):
+        gevent.spawn(function)
+    else:
+        threading.Thread(target=function, daemon=True).start()

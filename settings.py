@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # plugins follow; a notifier further behind than this misses the oldest.
     outbox_length: int = Field(default=100_000, ge=100)
 
+    # Notifications.
+    # Seconds between WebSocket pings and between SSE heartbeat comments on an idle connection:
+    # below the 55 s after which Heroku's router (and many proxies) cut an idle connection.
+    notify_keepalive_seconds: float = Field(default=20.0, gt=0, lt=55)
+    # Firebase Cloud Messaging: a service-account JSON file's path, or the JSON itself (handy as
+    # a config var). Unset: push notifications are off (the worker says so once at start).
+    fcm_credentials: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _sqlalchemy_url(cls, url: str) -> str:

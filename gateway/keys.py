@@ -79,3 +79,16 @@ class Keys:
     def rq_queue(self) -> str:
         """Name of the RQ queue the drain jobs go through."""
         return f"{self.prefix}-apply"
+
+    def devices(self, user: str) -> str:
+        """Sorted set of the user's FCM registration tokens, scored by registration time (ms)."""
+        return f"{self.prefix}:devices:{user}"
+
+    def device_owner(self, token: str) -> str:
+        """The user an FCM registration token is registered to now: a device that changes hands
+        leaves its former owner's set, so one user's events never reach another's device."""
+        return f"{self.prefix}:device:{token}"
+
+    def push_queue(self) -> str:
+        """Name of the RQ queue of push notification jobs (FCM sends)."""
+        return f"{self.prefix}-push"

@@ -1,0 +1,21 @@
+"""Notifications of finished commands to their owners: WebSocket, Server-Sent Events, devices.
+
+The worker writes each event once (`finish.lua`); this package serves it to the web clients
+(`hub`, `ws`, `sse`) and keeps the devices that push notifiers send to (`devices`). `events`
+is also the plugins' view of an event, so this module imports nothing at load time.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Attach the process's hub (`app.extensions["notify"]`) and the notification routes."""
+    from gateway.notify import devices, sse, ws
+    from gateway.notify.hub import Hub
+
+    app.extensions["notify"] = Hub(app.extensions["gateway"])
+    ws.init_app(app)
+    app.register_blueprint(sse.bp)
+    app.register_blueprint(devices.bp)

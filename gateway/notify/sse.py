@@ -1,0 +1,65 @@
+"""`GET /api/events`: the user's notification events as Server-Sent Events.
+
+Each event is sent with its `id:`, so a browser's EventSource sends it back as `Last-Event-ID`
+when it reconnects, and gets, in order, every later event still in the user's log. A client
+that cannot set the header passes `?last_event_id=`; the header wins when both are present,
+since an EventSource reconnects to its first URL. The token may come as `?token=` for the same
+reason. A comment line every NOTIFY_KEEPALIVE_SECONDS keeps proxies from cutting an idle stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from gateway.auth import bearer_token, user_of
+from gateway.notify.events import last_event_id
+from gateway.notify.hub import Hub, Subscription
+
+log = logging.getLogger("gateway.notify")
+
+bp = Blueprint("sse", __name__, url_prefix="/api")
+
+RETRY_MS = 2000  # how soon an EventSource reconnects after the stream ends
+HEADERS = {
+    "Cache-Control": "no-cache, no-transform",  # no cached or recompressed copy of a live stream
+    "X-Accel-Buffering": "no",  # nginx (and routers that honour it) pass each event on at once
+}
+
+
+@bp.get("/events")
+def events() -> Response:
+    settings = current_app.extensions["gateway"].settings
+    user = user_of(bearer_token(request, allow_query=True), settings)
+    after = last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+    hub: Hub = current_app.extensions["notify"]
+    subscription = hub.subscribe(user, after)  # before the answer: nothing committed after it is missed
+    response = Response(
+        _stream(subscription, settings.notify_keepalive_seconds),
+        mimetype="text/event-stream",
+        headers=HEADERS,
+    )
+    response.call_on_close(lambda: hub.unsubscribe(subscription))
+    return response
+
+
+def _stream(subscription: Subscription, keepalive: float) -> Iterator[str]:
+    yield f"retry: {RETRY_MS}\n: connected\n\n"
+    next_beat = time.monotonic() + keepalive
+    while not subscription.closing:
+        try:
+            events = subscription.take(max(0.0, next_beat - time.monotonic()))
+        except redis.RedisError as error:
+            log.warning("event stream: the event log cannot be read: %s", error)
+            return  # the client reconnects with its Last-Event-ID
+        if events:
+            yield "".join(f"id: {e.id}\ndata: {e.to_json()}\n\n" for e in events)
+        elif time.monotonic() >= next_beat:
+            yield ": keepalive\n\n"
+        else:
+            continue
+        next_beat = time.monotonic() + keepalive
