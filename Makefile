@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 
 venv install: $(STAMP)
 
-# Reinstall only when a requirements file changed since the last install.
-$(STAMP): requirements.txt requirements-dev.txt
+# Reinstall only when a requirements file (or the example plugin's package) changed since the last install.
+$(STAMP): requirements.txt requirements-dev.txt examples/gateway-lmdb-store/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Extra plugin modules to register by dotted name, comma-separated, beside the built-in
     # ones and those installed packages declare under the `gateway` entry point group.
     plugins: str = ""
+    # Plugins not to load, comma-separated: built-in modules or PLUGINS entries by dotted name,
+    # installed packages by entry point name (`flask plugins` lists the names).
+    disabled_plugins: str = ""
     # Name of the store that receives every collection not routed elsewhere.
     default_store: str = "sql"
     # Per-collection routing, `collection=store` pairs, comma-separated (e.g. `audit=mongo`).
@@ -139,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]
+
+    @property
+    def disabled_plugin_names(self) -> list[str]:
+        return [m.strip() for m in self.disabled_plugins.split(",") if m.strip()]
 
     @field_validator("rate_limit_writes", "rate_limit_reads")
     @classmethod

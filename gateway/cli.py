@@ -1,4 +1,4 @@
-"""`flask` commands for operators: one-off setup, and the dead letters."""
+"""`flask` commands for operators: one-off setup, the loaded plugins, and the dead letters."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def setup_command() -> None:
     for store in gw.stores.by_name.values():
         store.setup()
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
+
+
+@click.command("plugins")
+@with_appcontext
+def plugins_command() -> None:
+    """List the loaded plugins (JSON): name, module, package, version and hooks."""
+    gw = _gateway()
+    click.echo(orjson.dumps(gw.plugins.describe(), option=orjson.OPT_INDENT_2).decode())
 
 
 dead_letters = AppGroup(
@@ -63,4 +71,5 @@ def replay(dead_letter: str) -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(setup_command)
+    app.cli.add_command(plugins_command)
     app.cli.add_command(dead_letters)

@@ -21,6 +21,10 @@ subclass a `store` fixture that returns (or yields) a ready store::
 Every test writes to a collection of its own (the `collection` fixture, `c_<random hex>`), so
 the tests may share one database and need no cleaning between them.
 
+A store that refuses some documents at accept time (`Store.validate`) overrides the
+`refused_document` fixture with one of them: `(op, document, field)`, the field its error names.
+The default, None, states that the store takes every JSON object.
+
 One test needs a batch that the store cannot commit: it writes `unstorable_document` (a string
 with a lone UTF-16 surrogate, which has no UTF-8 form) and expects `apply` to raise. A store that
 stores such a string overrides the `unstorable_document` fixture with a document it refuses.
@@ -38,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from plugins.store import Command, Document, Op, Store
+from plugins.store import Command, Document, Op, Rejected, Store
 
 
 def cmd(seq: int, op: Op, collection: str, entity_id: str, payload: Document | None = None) -> Command:
@@ -76,6 +80,12 @@ class StoreConformance:
     def unstorable_document(self) -> Document:
         """A document that `store` cannot store, so that a batch holding it raises."""
         return {"text": "lone surrogate \ud800"}
+
+    @pytest.fixture
+    def refused_document(self) -> tuple[Op, Document, str] | None:
+        """A write `store.validate` refuses: (op, document, the field its error names); None
+        for a store that takes every JSON object."""
+        return None
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -223,6 +233,48 @@ class StoreConformance:
         assert {i: store.get(collection, i) for i in [*before, "new"]} == {**before, "new": None}
         assert store.apply(good) == [None, None, None]  # their seqs were not recorded either
         assert [store.get(collection, i) for i in ("kept", "new", "gone")] == [{"v": 2}, {"v": 3}, None]
+
+    # -- refusals at accept time ---------------------------------------------------------------
+
+    def test_validate_finds_nothing_wrong_with_plain_documents(self, store: Store, collection: str) -> None:
+        writes: list[tuple[Op, Document]] = [
+            ("create", {"name": "Ada", "n": 1}),
+            ("replace", {"name": "Ada", "tags": ["x"], "nested": {"a": 1.5}}),
+            ("patch", {"name": None, "nested": {"b": True}}),
+            ("delete", {}),
+        ]
+        for op, document in writes:
+            assert store.validate(collection, op, document) == []
+
+    def test_validate_names_the_field_of_a_refused_document_and_writes_nothing(
+        self, store: Store, collection: str, refused_document: tuple[Op, Document, str] | None
+    ) -> None:
+        if refused_document is None:  # the store takes any JSON object, however its keys look
+            odd = {"a b": [], "x-y": {"": None}, "ünï": -1.5, "UPPER": {"deep": [{"k": 0}]}}
+            assert store.validate(collection, "create", odd) == []
+            assert store.validate(collection, "patch", odd) == []
+            return
+        op, document, field = refused_document
+        errors = store.validate(collection, op, document)
+        assert field in [e["field"] for e in errors]
+        assert all(set(e) == {"field", "message"} and e["message"] for e in errors)
+        assert store.list(collection, 10, None).items == []
+
+    def test_a_refused_document_that_reaches_apply_changes_nothing(
+        self, store: Store, collection: str, refused_document: tuple[Op, Document, str] | None
+    ) -> None:
+        """A command accepted without the check (its store was unreachable, a dead letter
+        replayed) fails as its outcome, or makes the batch raise `Rejected`."""
+        if refused_document is None:
+            return  # nothing is refused, so there is nothing to fail
+        op, document, _ = refused_document
+        store.apply([cmd(1, "create", collection, "a", {"v": 1})])
+        try:
+            [outcome] = store.apply([cmd(2, op, collection, "a", document)])
+        except Rejected:
+            outcome = "raised"
+        assert isinstance(outcome, str) and outcome
+        assert store.get(collection, "a") == {"v": 1}
 
     # -- reads ---------------------------------------------------------------------------------
 

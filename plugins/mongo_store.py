@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import bson
 import pymongo
@@ -104,7 +105,7 @@ class MongoStore(Store):
         """`database`: instead of the URL's; `client`: an already built client (tests pass
         mongomock's); `transactions`: force multi-document transactions on or off (None: use
         them when the server has them); `timeout_ms`: how long an unreachable server is waited
-        for before `StoreUnavailable`."""
+        for before `StoreUnavailable`, unless the URL sets `serverSelectionTimeoutMS`."""
         self.url = url
         self.database = database
         self.timeout_ms = timeout_ms
@@ -116,12 +117,13 @@ class MongoStore(Store):
         """Opened on first use: in the process that uses it (pymongo is not fork-safe)."""
         if self._client is not None:
             return self._client
-        return pymongo.MongoClient(
-            self.url,
-            serverSelectionTimeoutMS=self.timeout_ms,
-            connectTimeoutMS=min(self.timeout_ms, 3000),
-            tz_aware=True,
-        )
+        options: dict[str, Any] = {
+            "serverSelectionTimeoutMS": self.timeout_ms,
+            "connectTimeoutMS": min(self.timeout_ms, 3000),
+        }
+        given = {name.lower() for name in parse_qs(urlsplit(self.url).query)}
+        options = {k: v for k, v in options.items() if k.lower() not in given}  # the URL's win
+        return pymongo.MongoClient(self.url, tz_aware=True, **options)
 
     @functools.cached_property
     def db(self) -> pymongo.database.Database[Document]:

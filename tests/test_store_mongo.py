@@ -49,6 +49,10 @@ class TestMongoStore(StoreConformance):
     def store(self, mongo_store: MongoStore) -> MongoStore:
         return mongo_store
 
+    @pytest.fixture
+    def refused_document(self) -> tuple[str, dict[str, Any], str]:
+        return ("replace", {"_gw": {"seq": 10**12}}, "_gw")
+
 
 @pytest.fixture
 def store(mongo_store: MongoStore) -> MongoStore:

@@ -1,0 +1,176 @@
+"""An LMDB store for the command gateway: documents in a local LMDB environment, no server.
+
+Enabled by `LMDB_STORE_PATH` (a directory; created if missing). `LMDB_STORE_MAP_SIZE` is the
+largest the data may grow, in bytes (default 1 GiB; LMDB reserves it as address space, not
+disk). The web and worker processes of one machine share the environment; LMDB is not for a
+directory shared between machines.
+
+The store keeps the gateway's contract with LMDB's own transactions: a batch is one write
+transaction (all of it commits, or none), and a second database of the environment, `applied`,
+holds per entity the sequence of the last command applied, written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import orjson
+import pluggy
+
+from plugins.store import (
+    Command,
+    Document,
+    Outcome,
+    Page,
+    Rejected,
+    Store,
+    StoreUnavailable,
+    decode_cursor,
+    encode_cursor,
+)
+
+# The gateway's marker, by project name: the plugin needs no import of the gateway's hookspecs.
+hookimpl = pluggy.HookimplMarker("gateway")
+
+DEFAULT_MAP_SIZE = 1 << 30
+COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
+SEPARATOR = b"\x00"  # between collection and id in a key: no collection or entity id holds it
+
+
+class LmdbStore(Store):
+    """One LMDB environment: database `documents` (key: collection NUL id; value: JSON) and
+    database `applied` (same key; value: the last applied sequence, in decimal)."""
+
+    name = "lmdb"
+
+    def __init__(self, path: str | os.PathLike[str], map_size: int = DEFAULT_MAP_SIZE) -> None:
+        self.path = Path(path)
+        self.map_size = map_size
+        self._lock = threading.Lock()
+        self._opened: tuple[int, lmdb.Environment, Any, Any] | None = None  # (pid, env, dbs)
+
+    def _open(self) -> tuple[lmdb.Environment, Any, Any]:
+        """The environment and its two databases, opened once per process (LMDB handles do not
+        survive a fork, and a process must not open one environment twice)."""
+        with self._lock:
+            if self._opened is None or self._opened[0] != os.getpid():
+                try:
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=2)
+                    documents, applied = env.open_db(b"documents"), env.open_db(b"applied")
+                except (OSError, lmdb.Error) as error:
+                    raise StoreUnavailable(f"cannot open LMDB at {self.path}: {error}") from error
+                self._opened = (os.getpid(), env, documents, applied)
+            _, env, documents, applied = self._opened
+            return env, documents, applied
+
+    def _key(self, env: lmdb.Environment, collection: str, entity_id: str) -> bytes:
+        """The key of an entity; Rejected when LMDB cannot hold it (511 bytes at most)."""
+        if not COLLECTION.fullmatch(collection):
+            raise Rejected(f"{collection!r} is not a collection name")
+        key = collection.encode() + SEPARATOR + entity_id.encode()
+        if len(key) > env.max_key_size():
+            raise Rejected(f"the id of {collection}/{entity_id[:20]}... is too long for an LMDB key")
+        return key
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        env, documents, applied = self._open()
+        outcomes: list[Outcome] = []
+        try:
+            with env.begin(write=True) as txn:  # commits at the end, aborts on any exception
+                for command in commands:
+                    outcomes.append(self._apply_one(txn, env, documents, applied, command))
+        except orjson.JSONEncodeError as error:
+            raise Rejected(f"the document cannot be encoded as JSON: {error}") from error
+        return outcomes
+
+    def _apply_one(self, txn: Any, env: Any, documents: Any, applied: Any, command: Command) -> Outcome:
+        try:
+            key = self._key(env, command.collection, command.entity_id)
+        except Rejected as reason:
+            return str(reason)
+        last = txn.get(key, db=applied)
+        if last is not None and command.seq <= int(last):
+            return None  # applied before: a re-delivery, or a stale worker
+        stored = txn.get(key, db=documents)
+        try:
+            document = command.apply_to(orjson.loads(stored) if stored is not None else None)
+        except Rejected as reason:
+            return str(reason)
+        if document is None:
+            txn.delete(key, db=documents)
+        else:
+            txn.put(key, orjson.dumps(document), db=documents)
+        txn.put(key, str(command.seq).encode(), db=applied)
+        return None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, collection: str, entity_id: str) -> Document | None:
+        env, documents, _ = self._open()
+        try:
+            key = self._key(env, collection, entity_id)
+        except Rejected:
+            return None
+        with env.begin(db=documents) as txn:
+            stored = txn.get(key)
+        return orjson.loads(stored) if stored is not None else None
+
+    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor) if cursor is not None else None
+        env, documents, _ = self._open()
+        if not COLLECTION.fullmatch(collection):
+            return Page(items=[], next=None)
+        prefix = collection.encode() + SEPARATOR
+        found: list[tuple[str, Document]] = []
+        with env.begin(db=documents) as txn:
+            for key, value in _scan(txn.cursor(), prefix, after):
+                found.append((key[len(prefix) :].decode(), orjson.loads(value)))
+                if len(found) > limit:
+                    break
+        items = [{**document, "id": entity_id} for entity_id, document in found[:limit]]
+        more = len(found) > limit
+        return Page(items=items, next=encode_cursor(found[limit - 1][0]) if more else None)
+
+    def ping(self) -> None:
+        env, _, _ = self._open()
+        env.stat()
+
+    def setup(self) -> None:
+        self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._opened is not None and self._opened[0] == os.getpid():
+                self._opened[1].close()
+            self._opened = None
+
+
+def _scan(cursor: Any, prefix: bytes, after: str | None) -> Iterator[tuple[bytes, bytes]]:
+    """The entries under `prefix` in key order (UTF-8 bytes: code point order), after `after`."""
+    start = prefix + after.encode() if after is not None else prefix
+    if not cursor.set_range(start):
+        return
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            return
+        if after is not None and key == start:
+            continue
+        yield key, value
+
+
+@hookimpl
+def register_stores(settings: Any) -> list[Store]:
+    """The `lmdb` store, when LMDB_STORE_PATH is set."""
+    path = os.environ.get("LMDB_STORE_PATH")
+    if not path:
+        return []
+    return [LmdbStore(path, int(os.environ.get("LMDB_STORE_MAP_SIZE", DEFAULT_MAP_SIZE)))]
