@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
+    from plugins.notifier import Notifier
     from plugins.store import Store
     from settings import Settings
 
@@ -18,3 +19,10 @@ hookimpl = HookimplMarker("gateway")
 def register_stores(settings: Settings) -> list[Store] | None:
     """Return the stores this plugin provides, configured from `settings` (none if it lacks
     what it needs). Each store's `name` must be unique among all plugins."""
+
+
+@hookspec
+def register_notifiers(settings: Settings) -> list[Notifier] | None:
+    """Return the notifiers this plugin provides, configured from `settings` (none if it lacks
+    what it needs, such as credentials). The worker process hands each one every finished
+    command's event (`plugins.notifier`). Each notifier's `name` must be unique among all plugins."""

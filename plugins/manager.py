@@ -15,12 +15,13 @@ from typing import Any
 import pluggy
 
 from plugins import hookspecs
+from plugins.notifier import Notifier
 from plugins.store import Store
 from settings import Settings
 
 log = logging.getLogger("gateway.plugins")
 
-DEFAULT_PLUGINS = ("plugins.sql_store", "plugins.mongo_store")
+DEFAULT_PLUGINS = ("plugins.sql_store", "plugins.mongo_store", "plugins.fcm_notifier")
 ENTRY_POINT_GROUP = "gateway"  # third-party packages declare [project.entry-points.gateway]
 
 
@@ -80,3 +81,13 @@ class Plugins:
                     raise PluginError(f"two plugins provide a store named {store.name!r}")
                 found[store.name] = store
         return found
+
+    def notifiers(self) -> list[Notifier]:
+        """Every notifier the plugins provide for these settings (FCM, webhooks, ...)."""
+        found: dict[str, Notifier] = {}
+        for batch in self.pm.hook.register_notifiers(settings=self.settings):
+            for notifier in batch or ():
+                if notifier.name in found:
+                    raise PluginError(f"two plugins provide a notifier named {notifier.name!r}")
+                found[notifier.name] = notifier
+        return list(found.values())

@@ -69,7 +69,6 @@ class Endpoint:
         return SseClient(self.host, self.port, token(user), last_event_id, **options)
 
 
-
 class LiveServer(Endpoint):
     """The app served by Werkzeug's threaded server on a free port, as `flask run` serves it."""
 

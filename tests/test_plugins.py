@@ -18,6 +18,7 @@ from plugins import hookspecs
 from plugins.hookspecs import hookimpl
 from plugins.manager import DEFAULT_PLUGINS, PluginError, Plugins, make_manager
 from plugins.mongo_store import MongoStore
+from plugins.notifier import Notifier
 from plugins.sql_store import SqlStore
 from plugins.store import Store
 from settings import Settings
@@ -92,6 +93,19 @@ def test_hook_register_stores_gets_the_settings_of_the_process(sqlite_url: str) 
     stores = Plugins(config, pm).stores()
     assert seen == [config]
     assert isinstance(stores["mongo"], MongoStore)  # MONGO_URL set: the built-in mongo store
+
+
+def test_hook_register_notifiers() -> None:
+    plugins = Plugins(load(plugins="tests.plugins.recording_notifier"))
+    [notifier] = plugins.notifiers()  # the built-in FCM notifier is off: no FCM_CREDENTIALS
+    assert isinstance(notifier, Notifier) and notifier.name == "recording"
+    notifier.close()
+
+
+def test_hook_register_notifiers_names_must_be_unique() -> None:
+    twice = Plugins(load(plugins="tests.plugins.recording_notifier,tests.plugins.recording_twin"))
+    with pytest.raises(PluginError, match="two plugins provide a notifier named 'recording'"):
+        twice.notifiers()
 
 
 # -- discovery and the settings that choose ----------------------------------------------------

@@ -1,7 +1,9 @@
 """`python -m workers`: the worker process of the Procfile.
 
 An RQ worker that runs the drain jobs in its own process (no fork per job), beside the
-scheduler thread that queues them. Run as many of these processes as the load needs.
+scheduler thread that queues them, and the notifier threads that hand finished commands' events
+to the notifier plugins (whose push jobs the same RQ worker runs, after the drain jobs). Run as
+many of these processes as the load needs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from rq import SimpleWorker
 
 from settings import load
 from workers import runtime
+from workers.notifier import start_notifiers, stop_notifiers
 from workers.scheduler import Scheduler
 
 
@@ -22,6 +25,7 @@ def main() -> None:
     rt.gw.ensure_groups()
     scheduler = Scheduler(rt)
     scheduler.start()
+    notifiers = start_notifiers(rt)
     logging.getLogger("gateway.worker").info(
         "worker %s: %d partitions, stores %s, queue %s",
         rt.name,
@@ -29,10 +33,11 @@ def main() -> None:
         ", ".join(rt.gw.stores.by_name),
         rt.queue.name,
     )
-    worker = SimpleWorker([rt.queue], connection=rt.rq_redis, name=rt.name)
+    worker = SimpleWorker([rt.queue, rt.push_queue], connection=rt.rq_redis, name=rt.name)
     try:
         worker.work(logging_level="WARNING", with_scheduler=False)
     finally:
+        stop_notifiers(notifiers)
         scheduler.stop()
         rt.close()
 

@@ -29,6 +29,8 @@ class Runtime:
         self.leases = Leases(self.gw, self.name)
         self.rq_redis = connect(settings, decode=False)
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
+        # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
+        self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)
 
     def _check(self, partition: int, mode: str, client: Any = None) -> Any:
         """kick.lua for one partition: "mark" queues-if-due (sets the marker), "check" only asks."""

@@ -1,0 +1,154 @@
+"""Built-in notifier: Firebase Cloud Messaging pushes to the devices each user registered.
+
+On when FCM_CREDENTIALS holds a service-account key (a JSON file's path, or the JSON itself);
+off otherwise, said once in the worker's log. The notifier only queues, on the `<prefix>-push`
+RQ queue, a job per event whose owner has a device; the worker's RQ worker runs `send_push`,
+which sends the event as a data message to each of the owner's devices through firebase-admin
+(never from a web request, never on the apply path), and drops the tokens FCM calls dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import firebase_admin
+from firebase_admin import credentials, exceptions, messaging
+from rq import Queue
+
+from gateway.keys import Keys
+from gateway.notify.devices import DeviceRegistry
+from gateway.redis_client import connect
+from plugins.hookspecs import hookimpl
+from plugins.notifier import Event, Notifier
+from settings import Settings
+
+log = logging.getLogger("gateway.fcm")
+
+SEND_JOB = "plugins.fcm_notifier.send_push"
+HTTP_TIMEOUT_SECONDS = 10  # per FCM call; firebase-admin retries 500 and 503 itself, with backoff
+JOB_TIMEOUT_SECONDS = 120
+FAILED_JOB_TTL_SECONDS = 24 * 3600  # failed sends stay visible in RQ's failed registry a day
+# FCM's answers meaning the token will never work again. INVALID_ARGUMENT also covers a bad
+# message, but the messages sent here are fixed and valid, so it can only be the token.
+DEAD_TOKEN_ERRORS = (
+    messaging.UnregisteredError,
+    messaging.SenderIdMismatchError,
+    exceptions.InvalidArgumentError,
+)
+
+
+class PushFailed(RuntimeError):
+    """No device of the user could be reached; RQ keeps the job in its failed registry."""
+
+
+@hookimpl
+def register_notifiers(settings: Settings) -> list[Notifier] | None:
+    if not settings.fcm_credentials:
+        log.info("FCM push notifications are off: FCM_CREDENTIALS is not set")
+        return None
+    firebase_app(settings.fcm_credentials)  # a bad key stops the worker at start, not at a send
+    return [FcmNotifier(settings)]
+
+
+class FcmNotifier(Notifier):
+    """Queues a push job per event whose owner registered a device."""
+
+    name = "fcm"
+
+    def __init__(self, settings: Settings) -> None:
+        keys = Keys(settings.key_prefix)
+        self.redis = connect(settings)
+        self.devices = DeviceRegistry(self.redis, keys)
+        self.rq_redis = connect(settings, decode=False)
+        self.queue = Queue(keys.push_queue(), connection=self.rq_redis)
+
+    def notify(self, events: Sequence[Event]) -> None:
+        with_devices = self.devices.has_devices([e.user for e in events])
+        wanted = [event for event, has in zip(events, with_devices, strict=True) if has]
+        if wanted:
+            self.queue.enqueue_many([self._job(event) for event in wanted])
+
+    def _job(self, event: Event) -> Any:
+        return Queue.prepare_data(
+            SEND_JOB,
+            args=(event.user, event.as_dict()),
+            timeout=JOB_TIMEOUT_SECONDS,
+            result_ttl=0,
+            failure_ttl=FAILED_JOB_TTL_SECONDS,
+            description=f"push {event.type} {event.command_id}",
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+        self.rq_redis.close()
+
+
+def send_push(user: str, event: dict[str, str | None]) -> str:
+    """RQ job: send `event` to each of the user's devices; drop the tokens FCM calls dead."""
+    from workers import runtime  # the worker process's clients, or ones built from the environment
+
+    gw = runtime.current().gw
+    registry = DeviceRegistry(gw.redis, gw.keys)
+    tokens = registry.tokens(user)
+    if not tokens:
+        return "no devices"
+    if not gw.settings.fcm_credentials:
+        raise PushFailed("FCM_CREDENTIALS is not set in the process that runs the push jobs")
+    data = {name: "" if value is None else str(value) for name, value in event.items()}
+    with warnings.catch_warnings():
+        # The contract registers FCM registration tokens, which the FCM v1 API still takes;
+        # firebase-admin 7.7 deprecates them in favour of installation IDs (`fids`).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        message = messaging.MulticastMessage(tokens=tokens, data=data)
+    batch = messaging.send_each_for_multicast(message, app=firebase_app(gw.settings.fcm_credentials))
+    dead, failed = [], []
+    for token, response in zip(tokens, batch.responses, strict=True):
+        if response.success:
+            continue
+        if isinstance(response.exception, DEAD_TOKEN_ERRORS):
+            registry.drop(user, token)
+            dead.append(token)
+        else:
+            failed.append(response.exception)
+    if failed and not batch.success_count:
+        raise PushFailed(f"no device of {user!r} could be reached: {failed[0]}")
+    for error in failed:
+        log.warning("push to a device of %r failed: %s", user, error)
+    return f"sent {batch.success_count}, dropped {len(dead)} dead tokens, {len(failed)} failed"
+
+
+def service_account(value: str) -> dict[str, Any]:
+    """The service-account key FCM_CREDENTIALS holds (JSON) or names (a file); ValueError if bad."""
+    text = value.strip()
+    try:
+        info = json.loads(text if text.startswith("{") else Path(text).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"FCM_CREDENTIALS: not a service-account JSON nor a readable file: {error}"
+        ) from None
+    if not isinstance(info, dict) or info.get("type") != "service_account" or not info.get("project_id"):
+        raise ValueError("FCM_CREDENTIALS must hold a service-account key (type service_account, project_id)")
+    return info
+
+
+_apps: dict[str, firebase_admin.App] = {}
+_apps_lock = threading.Lock()
+
+
+def firebase_app(value: str) -> firebase_admin.App:
+    """The firebase-admin app of these credentials, made once per process (it caches its token)."""
+    with _apps_lock:
+        app = _apps.get(value)
+        if app is None:
+            name = "gateway-" + hashlib.sha256(value.encode()).hexdigest()[:16]
+            certificate = credentials.Certificate(service_account(value))
+            app = firebase_admin.initialize_app(certificate, {"httpTimeout": HTTP_TIMEOUT_SECONDS}, name=name)
+            _apps[value] = app
+        return app
