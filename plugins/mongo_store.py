@@ -168,8 +168,7 @@ class MongoStore(Store):
             return outcomes
         with self._translated(writing=True):
             if self.transactions():
-                with self.client.start_session() as session:
-                    plans = session.with_transaction(lambda s: self._apply_once(commands, by_collection, s))
+                plans = self._apply_in_transaction(commands, by_collection)
             else:
                 plans = self._apply_without_transaction(commands, by_collection)
         for plan in plans:
@@ -177,14 +176,26 @@ class MongoStore(Store):
                 outcomes[index] = outcome
         return outcomes
 
-    def _apply_once(
-        self, commands: Sequence[Command], by_collection: dict[str, list[int]], session: ClientSession
+    def _apply_in_transaction(
+        self, commands: Sequence[Command], by_collection: dict[str, list[int]]
     ) -> list[Plan]:
-        """Inside a transaction: plan and write everything; a lost race aborts and retries."""
-        plans = [self._plan(c, commands, indexes, session) for c, indexes in by_collection.items()]
-        for plan in plans:
-            self._write(plan, session)  # Conflict aborts the transaction: the driver retries
-        return plans
+        """Plan and write everything in one transaction. The driver runs the transaction again
+        after a transient error (a write conflict with another transaction); a write that
+        found its entity changed since it was read (Conflict) aborts it, and it starts over."""
+
+        def attempt(session: ClientSession) -> list[Plan]:
+            plans = [self._plan(c, commands, indexes, session) for c, indexes in by_collection.items()]
+            for plan in plans:
+                self._write(plan, session)
+            return plans
+
+        for _ in range(CONFLICT_ROUNDS):
+            with self.client.start_session() as session:
+                try:
+                    return session.with_transaction(attempt)
+                except Conflict:
+                    continue
+        raise RuntimeError("entities kept changing while being written")
 
     def _apply_without_transaction(
         self, commands: Sequence[Command], by_collection: dict[str, list[int]]
@@ -263,6 +274,8 @@ class MongoStore(Store):
         replaces = sum(isinstance(w, ReplaceOne) for w in plan.writes)
         if not errors and matched == replaces:
             return
+        if session is not None:
+            raise Conflict(set(plan.seqs))  # the transaction is void: everything is planned again
         written = collection.find({"_id": {"$in": list(plan.seqs)}}, {META: 1}, session=session)
         now = {d["_id"]: _seq(d) for d in written}
         lost = {entity for entity, seq in plan.seqs.items() if now.get(entity) != seq}

@@ -19,17 +19,24 @@ from plugins.conformance import StoreConformance, cmd
 from plugins.mongo_store import META, MongoStore
 from plugins.mongo_store import register_stores as mongo_register_stores
 from plugins.store import Rejected, StoreUnavailable
-from tests.plugins.mongomock_store import mongomock_client
+from tests.plugins.mongomock_store import mongomock_client, with_stand_in_sessions
 
 MONGO_URL = os.environ.get("MONGO_URL")
-TARGETS = ["mongomock"] + (["server", "server-without-transactions"] if MONGO_URL else [])
+# "mongomock-transaction-path": the transaction path's code, on a stand-in session (mongomock has
+# no transactions, so not their atomicity).
+TARGETS = ["mongomock", "mongomock-transaction-path"]
+TARGETS += ["server", "server-without-transactions"] if MONGO_URL else []
 
 
 def open_store(target: str) -> Iterator[MongoStore]:
     """A store on a database of its own, dropped afterwards."""
     database = "gwtest_" + secrets.token_hex(4)
-    if target == "mongomock":
-        store = MongoStore("mongodb://mongomock", database=database, client=mongomock_client())
+    if target.startswith("mongomock"):
+        client = mongomock_client()
+        transactions = target == "mongomock-transaction-path"
+        if transactions:
+            with_stand_in_sessions(client)
+        store = MongoStore("mongodb://mongomock", database=database, client=client, transactions=transactions)
     else:
         transactions = None if target == "server" else False
         store = MongoStore(MONGO_URL or "", database=database, transactions=transactions)
@@ -141,8 +148,11 @@ class RacedStore(MongoStore):
 
 @pytest.fixture
 def raced(store: MongoStore) -> RacedStore:
-    """A second store on the same database, forced to write without transactions."""
-    return RacedStore(store.url, database=store.db.name, client=store.client, transactions=False)
+    """A second store on the same database, writing as `store` does (with or without
+    transactions)."""
+    return RacedStore(
+        store.url, database=store.db.name, client=store.client, transactions=store.transactions()
+    )
 
 
 def test_a_write_that_loses_a_race_to_a_newer_command_is_skipped(
@@ -223,3 +233,18 @@ def test_the_store_is_registered_only_with_a_mongo_url() -> None:
     assert "client" not in store.__dict__  # nothing connects before the first use
     assert store.db.name == "app"
     store.close()
+
+
+def test_a_transaction_whose_write_lost_a_race_runs_again_from_the_start(collection: str) -> None:
+    client = mongomock_client()
+    runs = with_stand_in_sessions(client)
+    store = MongoStore("mongodb://mongomock", client=client, transactions=True)
+    raced = RacedStore("mongodb://mongomock", client=client, transactions=True)
+    store.apply([cmd(1, "create", collection, "a", {"v": 1})])
+    raced.meanwhile = lambda: store.apply([cmd(2, "patch", collection, "a", {"w": 2})])
+    runs.clear()
+    batch = [cmd(3, "create", collection, "b", {}), cmd(4, "patch", collection, "a", {"x": 4})]
+    assert raced.apply(batch) == [None, None]
+    assert len(runs) == 3  # raced's first transaction, store's inside it, raced's second
+    assert store.get(collection, "a") == {"v": 1, "w": 2, "x": 4}
+    assert store.get(collection, "b") == {}

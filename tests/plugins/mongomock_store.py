@@ -38,6 +38,35 @@ def mongomock_client() -> mongomock.MongoClient:
     return mongomock.MongoClient()
 
 
+class StandInSession:
+    """What the store's transaction path needs of a session, for mongomock, which has none:
+    `with_transaction` runs the callback once (without atomicity) and counts the runs. It is
+    falsy, so that mongomock, which refuses any true session, takes it for none."""
+
+    def __init__(self, runs: list[int]) -> None:
+        self.runs = runs
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __enter__(self) -> StandInSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def with_transaction(self, callback: Any) -> Any:
+        self.runs.append(1)
+        return callback(self)
+
+
+def with_stand_in_sessions(client: mongomock.MongoClient) -> list[int]:
+    """Give `client` stand-in sessions; returns the list that counts transaction runs."""
+    runs: list[int] = []
+    client.start_session = lambda: StandInSession(runs)
+    return runs
+
+
 @functools.cache
 def shared_client() -> mongomock.MongoClient:
     return mongomock_client()
