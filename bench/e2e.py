@@ -150,8 +150,9 @@ def main() -> None:
     )
     print(f"  statuses: {sorted(statuses)}")
     print(
-        f"  accept -> applied: p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
-        f"max {max(latencies)} ms, mean {statistics.mean(latencies):.1f} ms (target p99 < 250 ms)"
+        f"  accept -> applied: p50 {percentile(latencies, 50):.0f} ms, "
+        f"p99 {percentile(latencies, 99):.0f} ms, max {max(latencies)} ms, "
+        f"mean {statistics.mean(latencies):.1f} ms (target p99 < 250 ms)"
     )
 
 
