@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Redis: payload cache and broker.
     redis_url: str = "redis://localhost:6379/0"
     redis_tls_verify: bool = True
+    # Connections each Redis client of a process may hold; more callers at once wait for one.
+    # Mind the plan's limit (a managed Redis caps clients) times the processes and their clients.
+    redis_max_connections: int = Field(default=50, ge=2, le=10_000)
     # Prefix of every Redis key the gateway writes, so that several deployments can share a Redis.
     key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
 

@@ -31,7 +31,15 @@ def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # Heroku Redis presents a self-signed certificate
-    return redis.Redis.from_url(settings.redis_url, **options)  # type: ignore[arg-type]
+    # A gevent web process serves many requests at once: past REDIS_MAX_CONNECTIONS they wait
+    # for a free connection (as long as a read may take) instead of failing "Too many connections".
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=SOCKET_TIMEOUT_SECONDS,
+        **options,
+    )
+    return redis.Redis.from_pool(pool)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 import simple_websocket
 
+from gateway.redis_client import connect
+from settings import load
 from tests.api_support import SECRET, token
 from tests.conftest import ROOT
 from tests.notify_support import Endpoint, frames, wait_until
@@ -97,3 +100,23 @@ def test_plain_requests_are_answered_beside_open_streams_which_sigterm_closes_cl
     assert process.wait(15) == 0
     assert time.monotonic() - sent_at < 10  # well within graceful_timeout (20 s): nothing held it
     assert "Using worker: gevent" in log_path.read_text()
+
+
+def test_more_callers_than_redis_connections_wait_for_one(settings_env: dict[str, str], prefix: str) -> None:
+    """A gevent process runs many requests at once; beyond REDIS_MAX_CONNECTIONS they queue."""
+    client = connect(load(**{k.lower(): v for k, v in settings_env.items()}, redis_max_connections=2))
+    errors: list[BaseException] = []
+
+    def hold_a_connection() -> None:
+        try:
+            client.blpop([f"{prefix}:nothing"], timeout=0.2)  # holds its connection 0.2 s
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    callers = [threading.Thread(target=hold_a_connection) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    client.close()
+    assert errors == []
