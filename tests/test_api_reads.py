@@ -65,9 +65,12 @@ def test_a_deleted_document_is_404(app: Any, client: Any) -> None:
     assert_problem(client.get("/api/notes/d"), 404)
 
 
-@pytest.mark.parametrize("path", ["/api/events/x", "/api/devices/x", "/api/devices"])
-def test_reserved_names_are_not_collections(app: Any, client: Any, path: str) -> None:
-    assert_problem(client.get(path), 404)
+@pytest.mark.parametrize(
+    ("path", "status"), [("/api/events/x", 404), ("/api/devices/x", 405), ("/api/devices", 405)]
+)
+def test_reserved_names_are_not_collections(app: Any, client: Any, path: str, status: int) -> None:
+    """Their paths belong to the notification routes alone: a GET there is not a read."""
+    assert_problem(client.get(path), status)
 
 
 def test_invalid_ids_are_refused(client: Any) -> None:

@@ -37,11 +37,11 @@ REFUSALS = {
     "collection with dash": ("DELETE", "/api/my-notes/n1", None, None, 404),
     "collection too long": ("POST", "/api/c" + "x" * 63, b"{}", JSON, 404),
     "reserved commands (POST)": ("POST", "/api/commands", b"{}", JSON, 404),
-    "reserved commands (PUT)": ("PUT", "/api/commands/n1", b"{}", JSON, 404),
+    "reserved commands (PUT)": ("PUT", "/api/commands/n1", b"{}", JSON, 405),  # GET only
     "reserved events (PUT)": ("PUT", "/api/events/n1", b"{}", JSON, 404),
     "reserved events (PATCH)": ("PATCH", "/api/events/n1", b"{}", JSON, 404),
-    "reserved devices (PUT)": ("PUT", "/api/devices/n1", b"{}", JSON, 404),
-    "reserved devices (PATCH)": ("PATCH", "/api/devices/n1", b"{}", JSON, 404),
+    "reserved devices (PUT)": ("PUT", "/api/devices/n1", b"{}", JSON, 405),  # DELETE only
+    "reserved devices (PATCH)": ("PATCH", "/api/devices/n1", b"{}", JSON, 405),
     "url id too long (PUT)": ("PUT", "/api/notes/" + "x" * 201, b"{}", JSON, 422),
     "url id too long (DELETE)": ("DELETE", "/api/notes/" + "x" * 201, None, None, 422),
     "url id non-printable": ("PUT", "/api/notes/a%01b", b"{}", JSON, 422),

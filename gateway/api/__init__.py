@@ -6,11 +6,20 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response, current_app, g, request
+from werkzeug.routing import BaseConverter
 
 from gateway.auth import bearer_token, user_of
 from gateway.context import Gateway
 from gateway.schemas import Collections
-from gateway.validation import BodyLimits, check_entity_id, unknown_collection
+from gateway.validation import RESERVED, BodyLimits, check_entity_id, unknown_collection
+
+
+class CollectionConverter(BaseConverter):
+    """`<collection:name>`: a URL segment that can name a collection. Reserved names do not
+    match, so `/api/commands/<id>`, `/api/devices/<token>` and `/api/events` are only their own
+    routes, and a request there with another method is 405 with their own `Allow`."""
+
+    regex = rf"(?!(?:{'|'.join(sorted(RESERVED))})(?![a-z0-9_]))[a-z][a-z0-9_]{{0,62}}"
 
 
 def gateway() -> Gateway:
@@ -57,14 +66,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def init_app(app: Flask) -> None:
-    from gateway.api import commands, cors, health, rate_limits, reads, security
+    from gateway.api import commands, cors, health, openapi, rate_limits, reads, security
 
     settings = app.extensions["gateway"].settings
     app.extensions["collections"] = Collections.from_settings(settings)
     app.extensions["body_limits"] = BodyLimits(settings.max_json_depth, settings.max_json_members)
     security.init_app(app)
+    app.url_map.converters["collection"] = CollectionConverter
     cors.init_app(app)
     rate_limits.init_app(app, write_blueprints=[commands.bp], read_blueprints=[commands.bp, reads.bp])
     app.register_blueprint(health.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(reads.bp)
+    app.register_blueprint(openapi.bp)

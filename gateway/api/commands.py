@@ -20,6 +20,18 @@ from gateway.api import (
     gateway,
     json_response,
 )
+from gateway.api.models import IDEMPOTENCY_KEY_PATTERN, entity_id_schema
+from gateway.api.openapi import (
+    ACCEPTED,
+    BODY_LIMITS,
+    IDEMPOTENCY_KEY_HEADER,
+    WRITE_PROBLEMS,
+    answer,
+    describe,
+    json_body,
+    problem,
+    ref,
+)
 from gateway.commands import Idempotency, IdempotencyConflict, accept, status_of
 from gateway.ids import new_entity_id
 from gateway.merge_patch import merge_patch
@@ -40,7 +52,7 @@ bp = Blueprint("commands", __name__, url_prefix="/api")
 
 RETRY_AFTER_SECONDS = "1"  # most commands are applied well within a second
 REPLAYED = "Idempotent-Replayed"  # on the answer of a retry: the first request's command, nothing queued
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")  # printable ASCII, 1 to 255 characters
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)  # printable ASCII, 1 to 255 characters
 
 
 bp.before_request(authenticate)
@@ -135,7 +147,37 @@ def _store_errors(store: Store, collection: str, op: Op, document: Document) -> 
         return []
 
 
-@bp.post("/<collection>")
+def _write(summary: str, body: dict[str, Any] | None, problems: tuple[str, ...]) -> dict[str, Any]:
+    """The OpenAPI operation of a write route."""
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["writes"],
+        "parameters": [IDEMPOTENCY_KEY_HEADER],
+        "responses": {"202": ACCEPTED, **{code: WRITE_PROBLEMS[code] for code in problems}},
+        "auth": True,
+        "limit": "writes",
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+DOCUMENT = {
+    "type": "object",
+    "properties": {"id": entity_id_schema("the entity id; without it the server makes one (a UUID)")},
+}
+SAME_ID = entity_id_schema("if present, the id in the URL")
+ALL_PROBLEMS = ("400", "404", "413", "415", "422", "503")
+
+
+@bp.post("/<collection:collection>")
+@describe(
+    **_write(
+        "Create a document (202; fails later if the entity exists)",
+        json_body(DOCUMENT, description=BODY_LIMITS),
+        ALL_PROBLEMS,
+    )
+)
 def create(collection: str) -> Response:
     check_collection(collection)
     body = json_object(request, JSON_TYPES, body_limits())
@@ -145,7 +187,14 @@ def create(collection: str) -> Response:
     return _accepted("create", collection, entity_id, document, body)
 
 
-@bp.put("/<collection>/<entity_id>")
+@bp.put("/<collection:collection>/<entity_id>")
+@describe(
+    **_write(
+        "Replace a document, creating it if absent (202)",
+        json_body({"type": "object", "properties": {"id": SAME_ID}}, description=BODY_LIMITS),
+        ALL_PROBLEMS,
+    )
+)
 def replace(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     body = json_object(request, JSON_TYPES, body_limits())
@@ -154,7 +203,19 @@ def replace(collection: str, entity_id: str) -> Response:
     return _accepted("replace", collection, entity_id, document, body)
 
 
-@bp.patch("/<collection>/<entity_id>")
+@bp.patch("/<collection:collection>/<entity_id>")
+@describe(
+    **_write(
+        "Patch a document with a JSON Merge Patch, RFC 7396 (202; fails later if the entity is absent)",
+        json_body(
+            {"type": "object", "properties": {"id": SAME_ID}},
+            "application/merge-patch+json",
+            "application/json",
+            description=f"A merge patch: `null` removes a member. {BODY_LIMITS}",
+        ),
+        ALL_PROBLEMS,
+    )
+)
 def patch(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     body = json_object(request, MERGE_PATCH_TYPES, body_limits())
@@ -163,13 +224,25 @@ def patch(collection: str, entity_id: str) -> Response:
     return _accepted("patch", collection, entity_id, document, body)
 
 
-@bp.delete("/<collection>/<entity_id>")
+@bp.delete("/<collection:collection>/<entity_id>")
+@describe(**_write("Delete a document (202)", None, ("400", "404", "422", "503")))
 def delete(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     return _accepted("delete", collection, entity_id, None)
 
 
 @bp.get("/commands/<command_id>")
+@describe(
+    summary="A command's status, to its owner",
+    tags=["commands"],
+    responses={
+        "200": answer("The command's status.", ref("CommandStatus")),
+        "404": problem("No such command, or another user's."),
+        "503": problem("Redis cannot be reached.", retry_after=True),
+    },
+    auth=True,
+    limit="reads",
+)
 def command_status(command_id: str) -> Response:
     status = status_of(gateway(), current_user(), command_id)
     if status is None:

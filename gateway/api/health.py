@@ -8,6 +8,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.api import gateway, json_response
+from gateway.api.openapi import answer, describe, ref
 from settings import Settings
 
 bp = Blueprint("health", __name__)
@@ -34,12 +35,20 @@ def _ping_redis(settings: Settings) -> None:
 
 
 @bp.get("/healthz")
+@describe(tags=["probes"], responses={"200": answer("The process answers.", ref("Health"))})
 def healthz() -> Response:
     """The process answers; says nothing of its dependencies."""
     return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
+@describe(
+    tags=["probes"],
+    responses={
+        "200": answer("Ready.", ref("Readiness")),
+        "503": answer("Not ready: `checks` says what failed.", ref("Readiness")),
+    },
+)
 def readyz() -> Response:
     """Redis and every store a collection is routed to answer."""
     gw = gateway()

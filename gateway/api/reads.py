@@ -7,6 +7,7 @@ import re
 from flask import Blueprint, Response, request
 
 from gateway.api import authenticate, check_collection, check_target, gateway, json_response
+from gateway.api.openapi import answer, describe, problem, ref
 from gateway.problems import Problem
 
 bp = Blueprint("reads", __name__, url_prefix="/api")
@@ -19,7 +20,19 @@ LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would also take " 
 bp.before_request(authenticate)
 
 
-@bp.get("/<collection>/<entity_id>")
+@bp.get("/<collection:collection>/<entity_id>")
+@describe(
+    summary="A stored document, with its id",
+    tags=["reads"],
+    responses={
+        "200": answer("The document as the store holds it now.", ref("Document")),
+        "404": problem("No such collection or document."),
+        "422": problem("The id is not an entity id."),
+        "503": problem("The store cannot be reached.", retry_after=True),
+    },
+    auth=True,
+    limit="reads",
+)
 def get_one(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     document = gateway().stores.for_collection(collection).get(collection, entity_id)
@@ -39,7 +52,33 @@ def _limit(given: str | None) -> int:
     return int(given)
 
 
-@bp.get("/<collection>")
+@bp.get("/<collection:collection>")
+@describe(
+    summary="A page of a collection's documents, in id order",
+    tags=["reads"],
+    parameters=[
+        {
+            "name": "limit",
+            "in": "query",
+            "description": f"documents per page, default {DEFAULT_LIMIT}",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "description": "the `next` of the previous page",
+            "schema": {"type": "string"},
+        },
+    ],
+    responses={
+        "200": answer("One page.", ref("Page")),
+        "400": problem("A limit or cursor that is not valid."),
+        "404": problem("No such collection."),
+        "503": problem("The store cannot be reached.", retry_after=True),
+    },
+    auth=True,
+    limit="reads",
+)
 def list_page(collection: str) -> Response:
     check_collection(collection)
     limit = _limit(request.args.get("limit"))
