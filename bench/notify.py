@@ -96,6 +96,13 @@ def _answers(port: int) -> bool:
         return False
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of the process, MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -249,6 +256,7 @@ async def run(port: int, web_pid: int, clients: int, rate: float, seconds: float
     while len(latencies) < len(sent) and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     cpu = (cpu_seconds(web_pid) - cpu_before) / (time.perf_counter() - wall_before)
+    rss = rss_mib(web_pid)  # with every client still connected
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -270,6 +278,7 @@ async def run(port: int, web_pid: int, clients: int, rate: float, seconds: float
         "status_p99": percentile(status_gets, 99),
         "document_p99": percentile(document_gets, 99),
         "web_cpu": cpu,
+        "web_rss": rss,
     }
 
 
@@ -277,7 +286,8 @@ def report(result: dict[str, object], rate: float, seconds: float) -> None:
     r = result
     print(
         f"\n{r['clients']} WebSocket clients, one web process; {r['writes']} writes at {rate:.0f}/s "
-        f"for {seconds:.0f} s ({r['late']} sent late), web process CPU {r['web_cpu']:.0%} of a core"
+        f"for {seconds:.0f} s ({r['late']} sent late); web process: CPU {r['web_cpu']:.0%} of a core, "
+        f"{r['web_rss']:.0f} MiB resident"
     )
     print(
         f"  commit -> frame: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms "

@@ -158,6 +158,13 @@ def test_a_malformed_last_event_id_is_refused_with_400(live: LiveServer) -> None
     assert upgrade(live, f"/ws?token={token('alice')}&last_event_id=1-0")[0] == 101
 
 
+def test_frames_are_not_compressed(live: LiveServer) -> None:
+    offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    status, headers = upgrade(live, f"/ws?token={token('alice')}", offer)
+    assert status == 101
+    assert "sec-websocket-extensions" not in headers  # declined: a socket costs no zlib state
+
+
 def test_the_server_pings_an_idle_connection(live: LiveServer) -> None:
     client = live.ws("alice")
     pings = threading.Event()
