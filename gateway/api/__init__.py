@@ -74,7 +74,7 @@ def init_app(app: Flask) -> None:
     security.init_app(app)
     app.url_map.converters["collection"] = CollectionConverter
     cors.init_app(app)
-    rate_limits.init_app(app, write_blueprints=[commands.bp], read_blueprints=[commands.bp, reads.bp])
+    rate_limits.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(commands.bp)
     app.register_blueprint(reads.bp)

@@ -19,6 +19,7 @@ from gateway.api import (
     current_user,
     gateway,
     json_response,
+    rate_limits,
 )
 from gateway.api.models import IDEMPOTENCY_KEY_PATTERN, entity_id_schema
 from gateway.api.openapi import (
@@ -56,6 +57,7 @@ IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)  # printable ASCII, 1 to 2
 
 
 bp.before_request(authenticate)
+bp.before_request(rate_limits.check)  # after authentication: counted per user
 
 
 def _idempotency(body: dict[str, Any] | None) -> Idempotency | None:

@@ -6,7 +6,7 @@ import re
 
 from flask import Blueprint, Response, request
 
-from gateway.api import authenticate, check_collection, check_target, gateway, json_response
+from gateway.api import authenticate, check_collection, check_target, gateway, json_response, rate_limits
 from gateway.api.openapi import answer, describe, problem, ref
 from gateway.problems import Problem
 
@@ -18,6 +18,7 @@ LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would also take " 
 
 
 bp.before_request(authenticate)
+bp.before_request(rate_limits.check)  # after authentication: counted per user
 
 
 @bp.get("/<collection:collection>/<entity_id>")
