@@ -4,6 +4,10 @@ The API answers JSON to callers that authenticate with a bearer token, so the he
 few that matter for that: no content sniffing, nothing may load or frame an answer, no referrer
 leaves, and HTTPS is remembered once a request came over it. A view that serves a page (the API
 docs) sets its own Content-Security-Policy, which is kept.
+
+Four fixed headers need no library: flask-talisman's other features (HTTPS redirects, cookie
+flags, nonces for HTML templates) do not apply to a token-authenticated JSON API, and it builds
+its policy string again on every answer.
 """
 
 from __future__ import annotations
