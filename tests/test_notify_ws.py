@@ -186,7 +186,8 @@ def test_live_events_survive_the_listener_losing_redis(live: LiveServer, redis_u
     before = [log_event(live.app, "alice", f"b{i}") for i in range(3)]
     assert [e["id"] for e, _ in frames(client, 3)] == before
     admin = redis.Redis.from_url(redis_url, decode_responses=True)
-    killed = [c for c in admin.client_list() if c["cmd"] == "xread"]
+    name = f"{live.app.extensions['gateway'].keys.prefix}:notify-listener"
+    killed = [c for c in admin.client_list() if c["name"] == name]
     for connection in killed:
         admin.client_kill_filter(_id=connection["id"])
     after = [log_event(live.app, "alice", f"a{i}") for i in range(3)]

@@ -117,8 +117,11 @@ class Hub:
         # does not retry inside redis-py: after an error it reads again from where it was, and
         # has the connections read their logs, which a retried command would not do.
         self._listen_client = connect(gw.settings)
-        # Before its first connection (set_retry itself fails on a BlockingConnectionPool).
-        self._listen_client.get_connection_kwargs()["retry"] = Retry(NoBackoff(), 0)
+        # Set before its first connection (set_retry itself fails on a BlockingConnectionPool).
+        # The name tells the connection apart in CLIENT LIST.
+        self._listen_client.get_connection_kwargs().update(
+            retry=Retry(NoBackoff(), 0), client_name=f"{gw.keys.prefix}:notify-listener"
+        )
 
     def subscribe(self, user: str, last_event_id: str | None) -> Subscription:
         """A subscription to the user's events after `last_event_id` (None: after the newest)."""
