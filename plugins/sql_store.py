@@ -72,10 +72,20 @@ def _dumps(value: Any) -> str:
 REFUSED_BY_MYSQL = frozenset({4025, 3140, 3157})
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+# How long the answer "this collection has no table (yet)" is trusted before the database is
+# asked again: writes to a new collection check its table once in a while, not on every request.
+ABSENT_TABLE_SECONDS = 2.0
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the per-dialect settings that concurrent writers need."""
     options: dict[str, Any] = {}
-    if sa.make_url(url).get_backend_name() in ("mysql", "mariadb"):
+    backend = sa.make_url(url).get_backend_name()
+    if backend in ("postgresql", "mysql", "mariadb"):
+        # A database that does not answer fails a connection in seconds instead of holding it.
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if backend in ("mysql", "mariadb"):
         # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
         # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
         options["isolation_level"] = "READ COMMITTED"
@@ -192,6 +202,7 @@ class SqlStore(Store):
             sa.Column("seq", sa.BigInteger, nullable=False),
         )
         self._layouts: dict[str, Layout] = {}  # collections whose table exists, found once
+        self._absent: dict[str, float] = {}  # collections without a table: when that was seen
         self._lock = threading.Lock()
         self._table_lock = threading.Lock()
         self._ledger_ready = False
@@ -203,22 +214,32 @@ class SqlStore(Store):
             self._create(self.ledger)
         self._ledger_ready = True
 
-    def _layout(self, collection: str) -> Layout | None:
+    def _layout(self, collection: str, *, recent_absence: bool = False) -> Layout | None:
         """How `collection` is stored, when its table exists; None when it does not (yet).
 
         A table of exactly the columns `id` (primary key) and `doc` is a managed one; any other
-        is a team's table, reflected once per process and mapped column by column.
+        is a team's table, reflected once per process and mapped column by column. With
+        `recent_absence`, a "no table" seen less than ABSENT_TABLE_SECONDS ago is trusted.
         """
         layout = self._layouts.get(collection)
         if layout is not None or not is_collection(collection):
             return layout
+        seen_absent = self._absent.get(collection)
+        if (
+            recent_absence
+            and seen_absent is not None
+            and time.monotonic() - seen_absent < ABSENT_TABLE_SECONDS
+        ):
+            return None  # `validate` on every write: the database is asked at most every 2 s
         with self._lock:
             if collection in self._layouts:
                 return self._layouts[collection]
             with self.engine.connect() as conn:
                 inspector = sa.inspect(conn)
                 if not inspector.has_table(collection):
+                    self._absent[collection] = time.monotonic()
                     return None
+                self._absent.pop(collection, None)
                 columns = inspector.get_columns(collection)
                 keys = inspector.get_pk_constraint(collection)["constrained_columns"]
                 if {c["name"] for c in columns} == {"id", "doc"} and keys == ["id"]:
@@ -267,6 +288,7 @@ class SqlStore(Store):
         layout = self._layout(collection)
         if layout is None:
             self._create(self._document_table(collection))
+            self._absent.pop(collection, None)
             layout = self._layout(collection)  # a team's table created meanwhile wins
             assert layout is not None
         return layout
@@ -275,7 +297,7 @@ class SqlStore(Store):
         """A team's table refuses unknown fields, wrong types and missing required columns;
         a managed table (or a collection without a table yet) takes any document."""
         with self._translated():
-            layout = self._layout(collection)
+            layout = self._layout(collection, recent_absence=True)
         return [] if layout is None else layout.validate(op, document)
 
     # -- writes ------------------------------------------------------------------------------

@@ -293,3 +293,18 @@ def test_list_refuses_a_cursor_of_characters_base64_lacks(store: SqlStore, colle
     store.apply([cmd(1, "create", collection, "a", {})])
     with pytest.raises(ValueError):
         store.list(collection, 10, "****")  # a lenient decoder reads "": the first page again
+
+
+def test_validate_asks_the_database_about_a_missing_table_at_most_every_two_seconds(
+    sqlite_url: str,
+) -> None:
+    store = SqlStore(sqlite_url)
+    queries: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    for _ in range(50):
+        assert store.validate("fresh", "create", {"a": 1}) == []
+    looks = len(queries)
+    assert 0 < looks <= 3, queries  # one look: BEGIN and SQLite's two table_info statements
+    assert store.get("fresh", "x") is None  # reads always look again
+    assert len(queries) > looks
+    store.close()
