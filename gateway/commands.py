@@ -40,6 +40,33 @@ class IdempotencyConflict(Exception):
     """The user sent this Idempotency-Key before, with a different request."""
 
 
+@dataclass(frozen=True)
+class WriteLimit:
+    """Writes a user may make per window, counted by the accept script itself (sliding window
+    counter: this window's count plus the previous one's, weighted by how much of it the sliding
+    window still covers), so that a write stays one round trip to Redis."""
+
+    amount: int
+    window_seconds: int
+
+    def counters(self, keys: Keys, user: str, now: int) -> tuple[list[str], list[Any], int]:
+        """The two counter keys, the script's limit arguments, and the seconds left in this window."""
+        window_ms = self.window_seconds * 1000
+        index, elapsed = divmod(now, window_ms)
+        who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any user id, a plain key
+        counter_keys = [keys.write_window(who, index), keys.write_window(who, index - 1)]
+        args = [self.amount, 1 - elapsed / window_ms, 2 * self.window_seconds]
+        return counter_keys, args, -(-(window_ms - elapsed) // 1000)
+
+
+class RateLimited(Exception):
+    """The user is past the write rate limit; `retry_after` seconds until the window turns."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
     """The Redis key of the user's Idempotency-Key record: the pair hashed (any user id, any key),
     in the partition that hash picks."""
@@ -59,34 +86,40 @@ def accept(
     entity_id: str,
     payload: Document | None,
     idempotency: Idempotency | None = None,
+    limit: WriteLimit | None = None,
 ) -> Accepted:
     """Record the command and queue it, in one Lua script: both are written or neither is.
 
-    With `idempotency`, the same script first looks the key up: a key the user sent before with
-    the same request answers that first command again and writes nothing; one sent before with
-    another request raises IdempotencyConflict. Check and write are one atomic step, so of two
-    concurrent requests with one key, one is accepted and the other replays it.
+    The same script first counts the write against `limit` (RateLimited past it) and looks the
+    Idempotency-Key up: a key the user sent before with the same request answers that first
+    command again and writes nothing; one sent before with another request raises
+    IdempotencyConflict. Check and write are one atomic step, so of two concurrent requests with
+    one key, one is accepted and the other replays it.
     """
+    now = now_ms()
     partition = partition_of(collection, entity_id, gw.settings.partitions)
     command_id = new_command_id(partition)
+    record = gw.keys.command(partition, command_id)
     fields: list[Any] = ["op", op, "col", collection, "eid", entity_id, "uid", user]
-    fields += ["st", "pending", "att", 0, "acc", now_ms()]
+    fields += ["st", "pending", "att", 0, "acc", now]
     if payload is not None:
         fields += ["pl", orjson.dumps(payload)]
-    keys = [gw.keys.command(partition, command_id), gw.keys.stream(partition)]
-    if idempotency is None:
-        seq = gw.scripts.accept(keys=keys, args=[command_id, *fields])
-        return Accepted(command_id=command_id, entity_id=entity_id, seq=seq)
-    keys.append(idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions))
-    ttl = gw.settings.idempotency_ttl_seconds
-    outcome = gw.scripts.accept(
-        keys=keys, args=[command_id, idempotency.fingerprint, entity_id, ttl, *fields]
-    )
-    if outcome[0] == "conflict":
-        raise IdempotencyConflict(idempotency.key)
+    keys = [record, gw.keys.stream(partition), record, record, record]
+    args: list[Any] = [command_id, "", entity_id, gw.settings.idempotency_ttl_seconds, 0, 0, 0]
+    if idempotency is not None:
+        keys[2] = idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions)
+        args[1] = idempotency.fingerprint
+    retry_after = 0
+    if limit is not None:
+        keys[3:5], args[4:7], retry_after = limit.counters(gw.keys, user, now)
+    outcome = gw.scripts.accept(keys=keys, args=[*args, *fields])
+    if outcome[0] == "accepted":
+        return Accepted(command_id=command_id, entity_id=entity_id, seq=outcome[1])
     if outcome[0] == "replay":
         return Accepted(command_id=outcome[1], entity_id=outcome[2], seq=None)
-    return Accepted(command_id=command_id, entity_id=entity_id, seq=outcome[1])
+    if outcome[0] == "limited":
+        raise RateLimited(retry_after)
+    raise IdempotencyConflict(idempotency.key if idempotency else "")
 
 
 def _iso(ms: str | None) -> str | None:

@@ -62,6 +62,11 @@ class Keys:
         partition: a retry finds the record before it knows which entity it is about."""
         return f"{self.tag(partition)}:idem:{digest}"
 
+    def write_window(self, user_digest: str, window: int) -> str:
+        """Counter of a user's writes in one rate-limit window (numbered since the epoch), counted
+        by accept.lua; it expires after two windows."""
+        return f"{self.rate_limits()}:writes:{user_digest}:{window}"
+
     def rate_limits(self) -> str:
         """Prefix of the per-user rate-limit counters, which expire within two windows; the
         `limits` library adds `:{LIMITER/<user digest>/<scope>/<limit>}` (and `/-1`)."""

@@ -84,7 +84,7 @@ def test_counters_live_under_the_deployment_prefix_and_expire(
     assert all(0 < redis_keys.client.pttl(key) <= 2 * 60_000 for key in counters)
 
 
-def test_a_write_costs_two_redis_calls_its_count_and_its_accept(
+def test_a_write_is_counted_by_its_accept_script_in_one_redis_call(
     limited: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = limited.test_client()
@@ -98,7 +98,7 @@ def test_a_write_costs_two_redis_calls_its_count_and_its_accept(
 
     monkeypatch.setattr(redis.Redis, "execute_command", counted)
     assert client.post("/api/notes", json={}, headers=ALICE).status_code == 202
-    assert sent == ["EVALSHA", "EVALSHA"]
+    assert sent == ["EVALSHA"]
 
 
 def test_empty_settings_turn_the_limits_off(make_app: Any, redis_keys: Any) -> None:

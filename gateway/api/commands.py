@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 
 from gateway.api import (
     authenticate,
@@ -33,7 +33,7 @@ from gateway.api.openapi import (
     problem,
     ref,
 )
-from gateway.commands import Idempotency, IdempotencyConflict, accept, status_of
+from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, status_of
 from gateway.ids import new_entity_id
 from gateway.merge_patch import merge_patch
 from gateway.problems import Problem
@@ -81,10 +81,20 @@ def _accepted(
     op: Op, collection: str, entity_id: str, payload: Document | None, sent: dict[str, Any] | None = None
 ) -> Response:
     """202 for the command, or for the first one its Idempotency-Key was sent with; `sent`: the body."""
+    limits = current_app.extensions["rate_limits"]
     try:
         result = accept(
-            gateway(), current_user(), op, collection, entity_id, payload, idempotency=_idempotency(sent)
+            gateway(),
+            current_user(),
+            op,
+            collection,
+            entity_id,
+            payload,
+            idempotency=_idempotency(sent),
+            limit=limits.write_limit(),
         )
+    except RateLimited as error:
+        raise rate_limits.too_many(limits.writes, "writes", error.retry_after) from error
     except IdempotencyConflict as error:
         raise Problem(
             422,

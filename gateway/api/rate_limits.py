@@ -1,11 +1,14 @@
-"""Per-user rate limits, shared by every web process through Redis (the `limits` library).
+"""Per-user rate limits, shared by every web process through Redis.
 
 Each `/api` call counts against one limit of its user (the JWT `sub`, or the dev user): writes
-against RATE_LIMIT_WRITES, reads and status polls against RATE_LIMIT_READS. Counting is one Lua
-script on the gateway's own Redis connection pool, the sliding-window counter: two counters per
-user and limit, O(1) memory, with none of the fixed window's double burst at window edges.
-A call over the limit is refused with 429 problem JSON and `Retry-After`; only then is the
-window read a second time, to tell the wait.
+against RATE_LIMIT_WRITES, reads and status polls against RATE_LIMIT_READS, both parsed by the
+`limits` library ("6000/minute"). Both use the sliding-window counter: two counters per user and
+limit, O(1) memory, with none of the fixed window's double burst at window edges. A call over
+the limit is refused with 429 problem JSON and `Retry-After`.
+
+Reads are counted by `limits` (one Lua script on the gateway's connection pool). Writes are
+counted by the accept script itself (`gateway.commands.WriteLimit`), the same algorithm in the
+same round trip as the command: a write stays one call to Redis, and a refused one writes nothing.
 
 The check runs in the API blueprints' before_request, after authentication: an unauthenticated
 call is refused (401) before it is counted, and CORS preflights are not counted. (Flask-Limiter,
@@ -26,6 +29,7 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.api import current_user
+from gateway.commands import WriteLimit
 from gateway.problems import Problem
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -39,10 +43,19 @@ class RateLimits:
     writes: RateLimitItem | None
     reads: RateLimitItem | None
 
+    def write_limit(self) -> WriteLimit | None:
+        """The write limit, for the accept script to count."""
+        if self.writes is None:
+            return None
+        return WriteLimit(self.writes.amount, self.writes.get_expiry())
+
     def check(self, user: str, method: str) -> None:
-        """Count the call against the user's limit; Problem 429 when it is past it."""
-        scope = "writes" if method in WRITES else "reads"
-        item = self.writes if scope == "writes" else self.reads
+        """Count a read against the user's limit; Problem 429 when it is past it. (Writes are
+        counted by the accept script.)"""
+        if method in WRITES:
+            return
+        scope = "reads"
+        item = self.reads
         if item is None:
             return
         who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any id, a plain key
@@ -50,13 +63,17 @@ class RateLimits:
             return
         reset = self.limiter.get_window_stats(item, who, scope).reset_time
         wait = max(1, math.ceil(reset - time.time()))
-        raise Problem(
-            429,
-            "Too Many Requests",
-            f"More than {item} calls ({scope}) from one user. Try again in {wait} s.",
-            slug="rate-limited",
-            headers={"Retry-After": str(wait)},
-        )
+        raise too_many(item, scope, wait)
+
+
+def too_many(item: RateLimitItem, scope: str, wait: int) -> Problem:
+    return Problem(
+        429,
+        "Too Many Requests",
+        f"More than {item} calls ({scope}) from one user. Try again in {wait} s.",
+        slug="rate-limited",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def init_app(app: Flask) -> None:

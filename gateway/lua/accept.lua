@@ -1,29 +1,42 @@
--- Accept a command atomically: its status record (with the payload) and its stream event, and,
--- when the request carried an Idempotency-Key, the key's record, checked first.
+-- Accept a command in one atomic step: the user's write rate limit, the Idempotency-Key, the
+-- command's status record (with its payload) and its stream event. Nothing is written unless the
+-- command is accepted.
 --
--- Without a key:  KEYS[1] command record, KEYS[2] partition stream
---                 ARGV[1] command id, ARGV[2..] field/value pairs of the record
---                 Returns the stream entry id, which is the command's acceptance sequence.
--- With a key:     KEYS[3] the key's record (hash: fp, cid, eid)
---                 ARGV[1] command id, ARGV[2] request fingerprint, ARGV[3] entity id,
---                 ARGV[4] how long the key's record is kept (s), ARGV[5..] field/value pairs
---                 Returns {'accepted', stream entry id}; {'replay', command id, entity id} when the
---                 key came before with the same request; {'conflict'} when it came with another.
---                 A replay or a conflict writes nothing.
-if #KEYS == 2 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-  return redis.call('XADD', KEYS[2], '*', 'c', ARGV[1])
+-- KEYS[1] command record, KEYS[2] partition stream, KEYS[3] the Idempotency-Key's record (hash:
+-- fp, cid, eid), KEYS[4] and KEYS[5] the user's write counters of this and the previous window.
+-- Unused keys (no Idempotency-Key, no rate limit) repeat KEYS[1] and are not touched.
+-- ARGV[1] command id, ARGV[2] request fingerprint ('' when there is no Idempotency-Key),
+-- ARGV[3] entity id, ARGV[4] how long the key's record is kept (s), ARGV[5] writes allowed per
+-- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
+-- sliding window), ARGV[7] counter TTL (s), ARGV[8..] field/value pairs of the record.
+-- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
+-- the user is past the rate limit; {'replay', command id, entity id} when the key came before
+-- with the same request; {'conflict'} when it came with another.
+local limit = tonumber(ARGV[5])
+if limit > 0 then
+  local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if current + previous * tonumber(ARGV[6]) >= limit then
+    return {'limited'}
+  end
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
 end
 
-local first = redis.call('HMGET', KEYS[3], 'fp', 'cid', 'eid')
-if first[1] then
-  if first[1] ~= ARGV[2] then
-    return {'conflict'}
+local keyed = ARGV[2] ~= ''
+if keyed then
+  local first = redis.call('HMGET', KEYS[3], 'fp', 'cid', 'eid')
+  if first[1] then
+    if first[1] ~= ARGV[2] then
+      return {'conflict'}
+    end
+    return {'replay', first[2], first[3]}
   end
-  return {'replay', first[2], first[3]}
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 local seq = redis.call('XADD', KEYS[2], '*', 'c', ARGV[1])
-redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'cid', ARGV[1], 'eid', ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+if keyed then
+  redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'cid', ARGV[1], 'eid', ARGV[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
 return {'accepted', seq}
