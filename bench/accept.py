@@ -120,6 +120,7 @@ def main() -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(200) PRIMARY KEY, doc jsonb NOT NULL)"))
     env = {
+        "RATE_LIMIT_WRITES": "100000000/minute",  # counted as in production, never reached
         "KEY_PREFIX": prefix,
         "REDIS_URL": args.redis_url,
         "DATABASE_URL": args.database_url,
