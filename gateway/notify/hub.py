@@ -185,18 +185,20 @@ class Hub:
                 reply = self._listen_client.xread(
                     {outbox: position}, count=LISTEN_BATCH, block=LISTEN_BLOCK_MS
                 )
-            except redis.RedisError as error:
+                for _, entries in reply or ():
+                    for entry_id, fields in entries:
+                        position = entry_id
+                        self._deliver(fields)
+            except Exception as error:  # noqa: BLE001 - the listener must outlive any one failure
                 if self._stopped.is_set():
-                    return
-                log.warning("notification listener: Redis error (%s), retrying", error)
+                    return  # close() cut the connection under the read
+                if isinstance(error, redis.RedisError):
+                    log.warning("notification listener: Redis error (%s), retrying", error)
+                else:
+                    log.exception("notification listener: unexpected error, going on")
                 self._stopped.wait(RECONNECT_SECONDS)
                 for subscription in self._all():
-                    subscription.reread()
-                continue
-            for _, entries in reply or ():
-                for entry_id, fields in entries:
-                    position = entry_id
-                    self._deliver(fields)
+                    subscription.reread()  # whatever the live feed missed is in the logs
 
     def _deliver(self, fields: dict[str, str]) -> None:
         with self._lock:
