@@ -118,6 +118,19 @@ def test_a_failing_batch_is_handed_on_again_then_dropped_after_its_attempts(
     thread.redis.close()
 
 
+def test_an_outbox_entry_that_is_no_event_is_skipped(live_app: Any, make_runtime: Any) -> None:
+    notifier = ListNotifier()
+    thread = NotifierThread(make_runtime(), notifier)
+    thread.ensure_group()
+    gw = live_app.extensions["gateway"]
+    gw.redis.xadd(gw.keys.outbox(), {"u": "alice", "i": "1-0", "e": "{not json"})
+    good = log_event(live_app, "alice", "c1")
+    assert thread.step() == 1
+    assert [e.id for e in notifier.events] == [good]
+    assert gw.redis.xpending(gw.keys.outbox(), thread.group)["pending"] == 0
+    thread.redis.close()
+
+
 def test_a_batch_held_by_a_dead_worker_is_claimed_by_another(
     live_app: Any, make_runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,29 +60,44 @@ class NotifierThread(threading.Thread):
             except redis.RedisError as error:
                 log.warning("notifier %s: Redis error (%s), retrying", self.notifier.name, error)
                 self.stopped.wait(RETRY_REDIS_SECONDS)
+            except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+                log.exception("notifier %s: unexpected error, going on", self.notifier.name)
+                self.stopped.wait(RETRY_REDIS_SECONDS)
         self.redis.close()
 
     def step(self) -> int:
         """Read one batch (held, claimed, or new) and hand it on; the number of events handed on."""
         self.ensure_group()
         entries = self.read_pending() or self.claim() or self.read_new()
-        events, vanished = [], []
+        events, held, unusable = [], [], []
         for entry_id, fields in entries:
-            if fields:
-                events.append(Event.from_log(fields["i"], fields["u"], fields["e"]))
+            event = self.event_of(entry_id, fields)
+            if event is None:
+                unusable.append(entry_id)
             else:
-                vanished.append(entry_id)  # trimmed from the outbox while it was pending
-        if vanished:
-            self.redis.xack(self.outbox, self.group, *vanished)
+                events.append(event)
+                held.append(entry_id)
+        if unusable:
+            self.redis.xack(self.outbox, self.group, *unusable)
         if not events:
             return 0
         try:
             self.notifier.notify(events)
         except Exception:  # noqa: BLE001 - a plugin's failure must not stop the others
-            return self.failed([entry_id for entry_id, fields in entries if fields])
+            return self.failed(held)
         self.failures = 0
-        self.redis.xack(self.outbox, self.group, *(entry_id for entry_id, fields in entries if fields))
+        self.redis.xack(self.outbox, self.group, *held)
         return len(events)
+
+    def event_of(self, entry_id: str, fields: dict[str, str] | None) -> Event | None:
+        """The entry's event; None when it was trimmed while pending, or cannot be read."""
+        if not fields:
+            return None  # trimmed from the outbox while it was pending
+        try:
+            return Event.from_log(fields["i"], fields["u"], fields["e"])
+        except (KeyError, ValueError):
+            log.error("notifier %s: outbox entry %s is not an event; skipped", self.notifier.name, entry_id)
+            return None
 
     def failed(self, entry_ids: list[str]) -> int:
         self.failures += 1
