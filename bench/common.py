@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
+from gateway.commands import prepare
 from gateway.context import Gateway
-from gateway.ids import new_command_id, partition_of
 from settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +38,9 @@ def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object)
 def fill(gw: Gateway, collection: str, count: int) -> None:
     """Accept `count` creates on distinct entities through the product's accept script."""
     pipe = gw.redis.pipeline(transaction=False)
-    partitions = gw.settings.partitions
     for i in range(count):
-        entity = f"e{i}"
-        p = partition_of(collection, entity, partitions)
-        command_id = new_command_id(p)
-        fields = ["op", "create", "col", collection, "eid", entity, "uid", "bench", "st", "pending"]
-        fields += ["att", 0, "acc", int(time.time() * 1000), "pl", payload(i)]
-        gw.scripts.accept(
-            keys=[gw.keys.command(p, command_id), gw.keys.stream(p)], args=[command_id, *fields], client=pipe
-        )
+        call = prepare(gw, "bench", "create", collection, f"e{i}", orjson.loads(payload(i)))
+        gw.scripts.accept(keys=call.keys, args=call.args, client=pipe)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()

@@ -101,11 +101,21 @@ def send_steadily(port: int, rate: float, seconds: float, senders: int = 16) -> 
                 ids.append(answer["command_id"])
         conn.close()
 
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            sender()
+        except BaseException as error:  # noqa: BLE001 - reported below, the run is void
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded) for _ in range(senders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} senders failed, first: {errors[0]!r}")
     return ids, late[0]
 
 
@@ -126,6 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     prefix = fresh_prefix()
     env = {"KEY_PREFIX": prefix, "REDIS_URL": args.redis_url, "DATABASE_URL": args.database_url}
+    env["RATE_LIMIT_WRITES"] = "100000000/minute"  # counted as in production, never reached
     gw = gateway_for(prefix, args.redis_url, args.database_url)
     gw.ensure_groups()
     gw.stores.default.apply([])

@@ -78,6 +78,47 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True)
+class AcceptCall:
+    """One call of the accept script, ready to send (alone, or in a pipeline by tools)."""
+
+    command_id: str
+    entity_id: str
+    keys: list[str]
+    args: list[Any]
+    retry_after: int  # seconds left in the rate-limit window, for a refusal
+
+
+def prepare(
+    gw: Gateway,
+    user: str,
+    op: Op,
+    collection: str,
+    entity_id: str,
+    payload: Document | None,
+    idempotency: Idempotency | None = None,
+    limit: WriteLimit | None = None,
+) -> AcceptCall:
+    """The accept script's keys and arguments for this command (see gateway/lua/accept.lua)."""
+    now = now_ms()
+    partition = partition_of(collection, entity_id, gw.settings.partitions)
+    command_id = new_command_id(partition)
+    record = gw.keys.command(partition, command_id)
+    fields: list[Any] = ["op", op, "col", collection, "eid", entity_id, "uid", user]
+    fields += ["st", "pending", "att", 0, "acc", now]
+    if payload is not None:
+        fields += ["pl", orjson.dumps(payload)]
+    keys = [record, gw.keys.stream(partition), record, record, record]
+    args: list[Any] = [command_id, "", entity_id, gw.settings.idempotency_ttl_seconds, 0, 0, 0]
+    if idempotency is not None:
+        keys[2] = idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions)
+        args[1] = idempotency.fingerprint
+    retry_after = 0
+    if limit is not None:
+        keys[3:5], args[4:7], retry_after = limit.counters(gw.keys, user, now)
+    return AcceptCall(command_id, entity_id, keys, [*args, *fields], retry_after)
+
+
 def accept(
     gw: Gateway,
     user: str,
@@ -96,29 +137,14 @@ def accept(
     IdempotencyConflict. Check and write are one atomic step, so of two concurrent requests with
     one key, one is accepted and the other replays it.
     """
-    now = now_ms()
-    partition = partition_of(collection, entity_id, gw.settings.partitions)
-    command_id = new_command_id(partition)
-    record = gw.keys.command(partition, command_id)
-    fields: list[Any] = ["op", op, "col", collection, "eid", entity_id, "uid", user]
-    fields += ["st", "pending", "att", 0, "acc", now]
-    if payload is not None:
-        fields += ["pl", orjson.dumps(payload)]
-    keys = [record, gw.keys.stream(partition), record, record, record]
-    args: list[Any] = [command_id, "", entity_id, gw.settings.idempotency_ttl_seconds, 0, 0, 0]
-    if idempotency is not None:
-        keys[2] = idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions)
-        args[1] = idempotency.fingerprint
-    retry_after = 0
-    if limit is not None:
-        keys[3:5], args[4:7], retry_after = limit.counters(gw.keys, user, now)
-    outcome = gw.scripts.accept(keys=keys, args=[*args, *fields])
+    call = prepare(gw, user, op, collection, entity_id, payload, idempotency, limit)
+    outcome = gw.scripts.accept(keys=call.keys, args=call.args)
     if outcome[0] == "accepted":
-        return Accepted(command_id=command_id, entity_id=entity_id, seq=outcome[1])
+        return Accepted(command_id=call.command_id, entity_id=entity_id, seq=outcome[1])
     if outcome[0] == "replay":
         return Accepted(command_id=outcome[1], entity_id=outcome[2], seq=None)
     if outcome[0] == "limited":
-        raise RateLimited(retry_after)
+        raise RateLimited(call.retry_after)
     raise IdempotencyConflict(idempotency.key if idempotency else "")
 
 
