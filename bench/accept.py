@@ -17,64 +17,25 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 
 from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
-    ROOT,
     clean,
     fresh_prefix,
     gateway_for,
+    gunicorn,
     worker_processes,
 )
 
 FAULTY = "tests.plugins.faulty_store"  # the `slow` store: sleeps inside each write transaction
 BODY = '{"text":"hello world","n":1,"tags":["a","b"]}'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def web(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    full = {**os.environ, **env, "PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "bench.baseline_app:app", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/bench/hello", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.2)
-    try:
-        yield base
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def wrk(url: str, seconds: int, connections: int, post: bool) -> dict[str, float]:
@@ -131,7 +92,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     run = lambda base, path, post: wrk(base + path, args.seconds, args.connections, post)  # noqa: E731
     try:
-        with web(env) as base:
+        with gunicorn("bench.baseline_app:app", env, ready_path="/bench/hello") as base:
             results["hello world (GET)"] = run(base, "/bench/hello", False)
             results["INSERT+COMMIT route (POST)"] = run(base, "/bench/insert", True)
             stores = {

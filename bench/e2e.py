@@ -12,64 +12,24 @@ from __future__ import annotations
 import argparse
 import http.client
 import itertools
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import orjson
 
 from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
-    ROOT,
     clean,
     fresh_prefix,
     gateway_for,
+    gunicorn,
     wait_drained,
     wait_workers_ready,
     worker_processes,
 )
 from gateway.ids import partition_of_command
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def web(env: dict[str, str]) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "wsgi:app", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env={**os.environ, **env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.2)
-    try:
-        yield port
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def send_steadily(port: int, rate: float, seconds: float, senders: int = 16) -> tuple[list[str], int]:
@@ -141,9 +101,9 @@ def main() -> None:
     gw.ensure_groups()
     gw.stores.default.apply([])
     try:
-        with web(env) as port, worker_processes(args.workers, env):
+        with gunicorn("wsgi:app", env) as base, worker_processes(args.workers, env):
             wait_workers_ready(gw, args.workers)
-            ids, late = send_steadily(port, args.rate, args.seconds)
+            ids, late = send_steadily(int(base.rsplit(":", 1)[1]), args.rate, args.seconds)
             wait_drained(gw, timeout=120)
         pipe = gw.redis.pipeline(transaction=False)
         for command_id in ids:

@@ -40,12 +40,13 @@ from bench.common import (
     DEFAULT_REDIS,
     ROOT,
     clean,
+    free_port,
     fresh_prefix,
     gateway_for,
     wait_workers_ready,
     worker_processes,
 )
-from bench.e2e import free_port, percentile
+from bench.e2e import percentile
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
 HOST = "127.0.0.1"
