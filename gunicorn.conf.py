@@ -47,6 +47,9 @@ keepalive = 100
 
 # Access log to stdout: the platform collects stdout (`heroku logs`, honcho's console).
 accesslog = "-"
+# The default format logs the query string, and SSE and WebSocket clients send their bearer
+# token as `?token=`: log the path alone (%(U)s), so no token reaches the platform's logs.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s'
 
 # The platform's router addresses are not fixed and the dyno is reachable only through it, so
 # trust its X-Forwarded-* headers: request.scheme is then https for TLS clients.

@@ -65,8 +65,8 @@ def _from_http(error: HTTPException) -> Response:
 
 
 def _from_redis_down(error: redis.RedisError) -> Response:
-    """Redis cannot be reached (or did not answer): the client may try again shortly."""
-    log.error("Redis is unreachable: %s", error)
+    """Redis cannot be reached, did not answer, or refused the write: try again shortly."""
+    log.error("Redis failed: %s: %s", type(error).__name__, error)
     return Problem(
         503,
         "Service Unavailable",
@@ -96,7 +96,7 @@ def _from_unexpected(error: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, lambda p: p.response())
     app.register_error_handler(HTTPException, _from_http)
-    app.register_error_handler(redis.ConnectionError, _from_redis_down)
-    app.register_error_handler(redis.TimeoutError, _from_redis_down)
+    # Any Redis failure (down, slow, read-only during a failover, out of memory) is the broker's.
+    app.register_error_handler(redis.RedisError, _from_redis_down)
     app.register_error_handler(StoreUnavailable, _from_store_down)
     app.register_error_handler(Exception, _from_unexpected)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -166,3 +167,31 @@ def test_accepted_commands_survive_a_redis_crash_with_aof(
         app.extensions["gateway"].close()
         server.kill()
         server.wait(10)
+
+
+def chunked_post(base: str, path: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+    """POST a body in chunks (Transfer-Encoding: chunked, no Content-Length)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request(
+        "POST", path, body=iter(chunks), headers={"Content-Type": "application/json"}, encode_chunked=True
+    )
+    response = conn.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    conn.close()
+    return answer
+
+
+def test_a_chunked_body_past_the_limit_is_413_not_cut_short(web: str, settings_env: dict[str, str]) -> None:
+    limit = 1024 * 1024  # MAX_BODY_BYTES' default
+    padded = b'{"a":1}' + b" " * (limit - 7) + b"GARBAGE!" * 1000  # valid JSON if cut at the limit
+    status, problem = chunked_post(
+        web, "/api/notes", [padded[i : i + 65536] for i in range(0, len(padded), 65536)]
+    )
+    assert (status, problem["status"]) == (413, 413)
+    client = redis.Redis.from_url(settings_env["REDIS_URL"])
+    assert not list(client.scan_iter(match=f"{{{settings_env['KEY_PREFIX']}:*:cmd:*"))  # nothing queued
+    client.close()
+
+    status, accepted = chunked_post(web, "/api/notes", [b'{"text":', b' "in chunks"}'])
+    assert (status, accepted["status"]) == (202, "pending")

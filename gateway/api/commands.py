@@ -258,5 +258,6 @@ def delete(collection: str, entity_id: str) -> Response:
 def command_status(command_id: str) -> Response:
     status = status_of(gateway(), current_user(), command_id)
     if status is None:
-        raise Problem(404, "Not Found", f"There is no command {command_id!r}.", slug="unknown-command")
+        shown = command_id if len(command_id) <= 40 else command_id[:40] + "..."
+        raise Problem(404, "Not Found", f"There is no command {shown!r}.", slug="unknown-command")
     return json_response(status)
