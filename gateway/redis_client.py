@@ -53,6 +53,7 @@ class Scripts:
     lease_renew: Script
     lease_release: Script
     kick: Script
+    read: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

@@ -406,6 +406,10 @@ class SqlStore(Store):
             except Exception:  # noqa: BLE001 - whatever the cause, the database does not answer
                 return StoreUnavailable(str(error.orig))
         refused = isinstance(error, exc.DataError | exc.IntegrityError)  # a team's constraints too
+        if writing and _duplicate_key(error):
+            # Another transaction inserted the same new row first: a worker that lost its lease
+            # finishing the same command. Not the document's fault: the retry finds it applied.
+            return error
         if writing and (refused or _mysql_code(error) in REFUSED_BY_MYSQL):
             return Rejected(f"the database refused the document: {str(error.orig).splitlines()[0]}")
         return error
@@ -447,6 +451,14 @@ class SqlStore(Store):
 def is_collection(name: str) -> bool:
     """Whether `name` can be a collection of this store (the ledger's name cannot)."""
     return COLLECTION.fullmatch(name) is not None
+
+
+def _duplicate_key(error: exc.DBAPIError) -> bool:
+    """A unique or primary key violation (PostgreSQL 23505, MySQL/MariaDB 1062, SQLite)."""
+    if not isinstance(error, exc.IntegrityError):
+        return False
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code == "23505" or _mysql_code(error) == 1062 or "UNIQUE constraint failed" in str(error.orig)
 
 
 def _mysql_code(error: exc.DBAPIError) -> int | None:

@@ -59,3 +59,20 @@ def test_a_partition_that_cannot_be_drained_is_paused_and_the_others_go_on(
     assert gw.redis.pttl(gw.keys.pause(0)) > 0
     assert gw.redis.exists(gw.keys.lease(0)) == 0
     assert not rt.due([0]), "a paused partition is not drained again before its pause ends"
+
+
+def test_a_worker_that_lost_its_lease_reads_no_new_entries(rt: runtime.Runtime, client: Any) -> None:
+    from workers.drain import Drainer
+
+    command_id = accept_in(client, 3)
+    lease = rt.leases.acquire(3)
+    assert lease is not None
+    rt.gw.redis.set(rt.gw.keys.lease(3), "99:another-worker")  # taken over meanwhile
+    drainer = Drainer(rt, lease, deadline=float("inf"))
+
+    assert drainer._read() == []
+    assert lease.lost.is_set()
+    assert rt.gw.redis.xpending(rt.gw.keys.stream(3), "appliers")["pending"] == 0  # left for the holder
+    rt.gw.redis.delete(rt.gw.keys.lease(3))
+    drain_partition(3)
+    assert client.get(f"/api/commands/{command_id}").json["status"] == "applied"

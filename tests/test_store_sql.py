@@ -308,3 +308,22 @@ def test_validate_asks_the_database_about_a_missing_table_at_most_every_two_seco
     assert store.get("fresh", "x") is None  # reads always look again
     assert len(queries) > looks
     store.close()
+
+
+def test_a_row_inserted_first_by_another_transaction_is_not_a_refused_document(postgres_url: str) -> None:
+    """A worker that lost its lease may be inserting the same new entity: the loser of that race
+    must retry (and then find the command applied), not fail the command as refused."""
+    store = SqlStore(postgres_url)
+    collection = "race_" + secrets.token_hex(3)
+    store.apply([Command("0-" + "a" * 16, 1, "create", collection, "warm", {})])  # the table exists
+    other = sa.create_engine(postgres_url)
+    with other.connect() as conn:
+        conn.execute(sa.text(f"INSERT INTO {collection} (id, doc) VALUES ('x', '{{}}')"))  # not committed
+        with ThreadPoolExecutor(1) as pool:
+            racing = pool.submit(store.apply, [Command("0-" + "b" * 16, 2, "create", collection, "x", {})])
+            time.sleep(0.5)  # the store's insert now waits on the open transaction's row
+            conn.commit()
+            with pytest.raises(sa.exc.IntegrityError):
+                racing.result(10)
+    other.dispose()
+    store.close()

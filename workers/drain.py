@@ -21,6 +21,7 @@ from typing import Literal
 
 import orjson
 import redis
+from rq.timeouts import BaseTimeoutException
 
 from gateway.commands import now_ms
 from gateway.context import ensure_group
@@ -82,6 +83,8 @@ def drain_partition(partition: int) -> str:
             continue
         try:
             summaries.append(Drainer(rt, lease, deadline).run())
+        except BaseTimeoutException:
+            raise
         except Exception as error:  # noqa: BLE001 - one partition's fault must not stop the others
             log.exception("partition %s: draining failed", candidate)
             pause(rt, candidate, f"draining failed ({describe(error)})")
@@ -157,14 +160,27 @@ class Drainer:
         return entries + fresh
 
     def _xreadgroup(self, after: str, count: int) -> list[tuple[str, dict[str, str] | None]]:
+        """Entries after `after` ("0": this worker's pending ones; ">": new ones, read only while
+        the lease is held, so a worker that lost it cannot take entries out of order)."""
         try:
-            reply = self.gw.redis.xreadgroup(GROUP, self.rt.name, {self.stream: after}, count=count)
+            if after == ">":
+                reply = self.gw.scripts.read(
+                    keys=[self.keys.lease(self.partition), self.stream],
+                    args=[self.lease.token, GROUP, self.rt.name, count],
+                )
+                if reply is None:
+                    self.lease.lost.set()
+                    return []
+            else:
+                reply = self.gw.redis.xreadgroup(GROUP, self.rt.name, {self.stream: after}, count=count)
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
             ensure_group(self.gw.redis, self.keys, self.partition)
             return []
-        return [(entry_id, fields or None) for entry_id, fields in reply[0][1]] if reply else []
+        if not reply:
+            return []
+        return [(entry_id, _fields(fields)) for entry_id, fields in reply[0][1]]
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -254,6 +270,8 @@ class Drainer:
             if len(entries) == 1:
                 return {entries[0]: Result("failed", str(error))}
             return self._apply_one_by_one(store, entries)
+        except BaseTimeoutException:
+            raise  # RQ's job timeout: the job ends, the entries stay pending for the next one
         except Exception as error:  # noqa: BLE001 - any store error is the command's or the store's
             if not _reachable(store):
                 return {e: Result("unavailable", describe(error)) for e in entries}
@@ -346,6 +364,15 @@ class Drainer:
             self.lease.lost.set()
             return False
         return True
+
+
+def _fields(raw: dict[str, str] | list[str] | None) -> dict[str, str] | None:
+    """An entry's fields, from redis-py (a dict) or from a script (a flat list); None: deleted."""
+    if not raw:
+        return None
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(raw[::2], raw[1::2], strict=True))
 
 
 def backoff_ms(settings: Settings, attempt: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -25,7 +26,9 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.gw = Gateway(settings)
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        # Unique per start: a restarted container keeps its hostname and pid, and RQ refuses a
+        # worker name whose previous owner died without saying so (for ~8 minutes).
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.leases = Leases(self.gw, self.name)
         self.rq_redis = connect(settings, decode=False)
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)

@@ -13,15 +13,10 @@ import time
 
 import redis
 
-from gateway.keys import GROUP
 from gateway.redis_client import connect
 from workers.runtime import Runtime
 
 log = logging.getLogger("gateway.scheduler")
-
-PRUNE_EVERY_SECONDS = 60
-# A consumer idle this long with nothing pending belongs to a worker that has gone away.
-IDLE_CONSUMER_MS = 10 * 60 * 1000
 
 
 class Scheduler(threading.Thread):
@@ -34,12 +29,9 @@ class Scheduler(threading.Thread):
 
     def run(self) -> None:
         listener = connect(self.rt.gw.settings)
-        next_scan = next_prune = 0.0
+        next_scan = 0.0
         while not self.stopped.is_set():
             try:
-                if time.monotonic() >= next_prune:
-                    self.prune_consumers()
-                    next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 if time.monotonic() >= next_scan:
                     self.rt.kick_all()
                     next_scan = time.monotonic() + self.interval
@@ -51,18 +43,6 @@ class Scheduler(threading.Thread):
                 log.exception("scheduler: Redis error, retrying in a second")
                 self.stopped.wait(1)
         listener.close()
-
-    def prune_consumers(self) -> None:
-        """Forget the consumer names of workers that are gone (each process has its own name)."""
-        client = self.rt.gw.redis
-        for stream in self.partition_of_stream:
-            try:
-                consumers = client.xinfo_consumers(stream, GROUP)
-            except redis.ResponseError:
-                continue  # no group yet: the first drain creates it
-            for consumer in consumers:
-                if consumer["pending"] == 0 and consumer["idle"] > IDLE_CONSUMER_MS:
-                    client.xgroup_delconsumer(stream, GROUP, consumer["name"])
 
     def stop(self) -> None:
         self.stopped.set()

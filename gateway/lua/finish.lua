@@ -31,6 +31,7 @@ for i = 0, count - 1 do
     if err ~= '' then event.error = err end
     local body = cjson.encode(event)
     local event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
+    redis.call('EXPIRE', events, ARGV[4])  -- a user gone quiet leaves no stream behind
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'u', r[4], 'i', event_id, 'e', body)
   end
   redis.call('XACK', KEYS[2], ARGV[2], entry)
