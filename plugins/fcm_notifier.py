@@ -34,6 +34,7 @@ log = logging.getLogger("gateway.fcm")
 SEND_JOB = "plugins.fcm_notifier.send_push"
 HTTP_TIMEOUT_SECONDS = 10  # per FCM call; firebase-admin retries 500 and 503 itself, with backoff
 JOB_TIMEOUT_SECONDS = 120
+ERROR_BYTES = 1024  # of the event's error text in a push; ids and names take at most ~1.3 KB more
 FAILED_JOB_TTL_SECONDS = 24 * 3600  # failed sends stay visible in RQ's failed registry a day
 # FCM's answers meaning the token will never work again. INVALID_ARGUMENT also covers a bad
 # message, but the messages sent here are fixed and valid, so it can only be the token.
@@ -102,6 +103,9 @@ def send_push(user: str, event: dict[str, str | None]) -> str:
     if not gw.settings.fcm_credentials:
         raise PushFailed("FCM_CREDENTIALS is not set in the process that runs the push jobs")
     data = {name: "" if value is None else str(value) for name, value in event.items()}
+    # FCM refuses a data payload over 4 KB as INVALID_ARGUMENT, which reads as a dead token:
+    # keep the one free-form field, the error, well inside it (the app can fetch the status).
+    data["error"] = data.get("error", "").encode()[:ERROR_BYTES].decode(errors="ignore")
     with warnings.catch_warnings():
         # The contract registers FCM registration tokens, which the FCM v1 API still takes;
         # firebase-admin 7.7 deprecates them in favour of installation IDs (`fids`).

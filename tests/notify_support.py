@@ -211,7 +211,7 @@ class SseClient:
         self.conn.close()
 
 
-def log_event(app: Any, user: str, command_id: str, status: str = "applied") -> str:
+def log_event(app: Any, user: str, command_id: str, status: str = "applied", error: str | None = None) -> str:
     """Append an event to the user's log and to the outbox as `finish.lua` does; its id."""
     gw = app.extensions["gateway"]
     body = orjson.dumps(
@@ -222,7 +222,7 @@ def log_event(app: Any, user: str, command_id: str, status: str = "applied") -> 
             "collection": "notes",
             "entity_id": command_id,
             "status": status,
-            "error": None,
+            "error": error,
         }
     ).decode()
     event_id = gw.redis.xadd(gw.keys.events(user), {"e": body})

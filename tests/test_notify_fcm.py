@@ -214,6 +214,23 @@ def test_a_user_without_devices_costs_no_job(
     assert [job.args[0] for job in rt.push_queue.jobs] == ["bob"]
 
 
+def test_a_long_error_is_cut_to_fit_fcm_data_limit(
+    rt: runtime.Runtime,
+    devices: DeviceRegistry,
+    fcm_thread: NotifierThread,
+    google: FakeGoogle,
+    live_app: Any,
+) -> None:
+    devices.register("erin", "erin-phone")
+    log_event(live_app, "erin", "e1", status="failed", error="é" * 1000)  # 2,000 bytes of UTF-8
+    fcm_thread.step()
+    run_push_jobs(rt)
+    [sent] = google.sends
+    assert 0 < len(sent["data"]["error"].encode()) <= 1024
+    assert set(sent["data"]["error"]) == {"é"}  # cut between characters, not inside one
+    assert devices.tokens("erin") == ["erin-phone"]
+
+
 def test_a_send_that_reaches_no_device_fails_its_job_and_keeps_the_tokens(
     rt: runtime.Runtime,
     devices: DeviceRegistry,
