@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     # Seconds between WebSocket pings and between SSE heartbeat comments on an idle connection:
     # below the 55 s after which Heroku's router (and many proxies) cut an idle connection.
     notify_keepalive_seconds: float = Field(default=20.0, gt=0, lt=55)
+    # Open WebSocket and SSE streams one user may hold on one web process; past it, 429.
+    streams_per_user: int = Field(default=10, ge=1, le=10_000)
     # Firebase Cloud Messaging: a service-account JSON file's path, or the JSON itself (handy as
     # a config var). Unset: push notifications are off (the worker says so once at start).
     fcm_credentials: str | None = None

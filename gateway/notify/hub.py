@@ -103,6 +103,10 @@ class Subscription:
         return due
 
 
+class TooManyStreams(Exception):
+    """The user already holds STREAMS_PER_USER streams on this process."""
+
+
 class Hub:
     """The subscriptions of one process and the listener that feeds them."""
 
@@ -128,7 +132,11 @@ class Hub:
         self._start()
         subscription = Subscription(self, user, last_event_id or "0-0")
         with self._lock:
-            self._by_user.setdefault(user, set()).add(subscription)
+            mine = self._by_user.get(user, set())
+            if len(mine) >= self.gw.settings.streams_per_user:
+                raise TooManyStreams(user)
+            mine.add(subscription)
+            self._by_user[user] = mine
         if self.closing:
             subscription.close()
         if last_event_id is None:

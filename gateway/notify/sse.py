@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from gateway.auth import bearer_token, user_of
 from gateway.notify.events import last_event_id
 from gateway.notify.hub import Hub, Subscription
+from gateway.notify.streams import open_stream
 
 log = logging.getLogger("gateway.notify")
 
@@ -37,7 +38,7 @@ def events() -> Response:
     user = user_of(bearer_token(request, allow_query=True), settings)
     after = last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     hub: Hub = current_app.extensions["notify"]
-    subscription = hub.subscribe(user, after)  # before the answer: nothing committed after it is missed
+    subscription = open_stream(hub, user, after)  # before the answer: nothing committed after it is missed
     response = Response(
         _stream(subscription, settings.notify_keepalive_seconds),
         mimetype="text/event-stream",

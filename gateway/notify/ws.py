@@ -19,6 +19,7 @@ from flask_sock import Sock
 from gateway.auth import bearer_token, user_of
 from gateway.notify.events import last_event_id
 from gateway.notify.hub import Hub, Subscription
+from gateway.notify.streams import open_stream
 
 log = logging.getLogger("gateway.notify")
 
@@ -41,7 +42,7 @@ def _subscribe() -> None:
     # for each socket would cost about 100 kB of memory each (measured: 1,000 sockets, +100 MiB).
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     user = user_of(bearer_token(request, allow_query=True), current_app.extensions["gateway"].settings)
-    g.subscription = hub().subscribe(user, last_event_id(request.args.get("last_event_id")))
+    g.subscription = open_stream(hub(), user, last_event_id(request.args.get("last_event_id")))
 
 
 @bp.teardown_request
