@@ -176,11 +176,14 @@ class Hub:
 
     def _start(self) -> None:
         """Start the listener on the first subscription, from the outbox's current end."""
+        if self._listener is not None or self.closing:
+            return
+        # Asked before taking the lock: a slow Redis must not hold up every other subscriber.
+        newest = self.gw.redis.xrevrange(self.gw.keys.outbox(), count=1)
+        position = newest[0][0] if newest else "0-0"
         with self._lock:
             if self._listener is not None or self.closing:
                 return
-            newest = self.gw.redis.xrevrange(self.gw.keys.outbox(), count=1)
-            position = newest[0][0] if newest else "0-0"
             self._listener = threading.Thread(
                 target=self._listen, args=(position,), name="notify-listener", daemon=True
             )
