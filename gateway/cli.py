@@ -7,7 +7,7 @@ import orjson
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway.commands import accept
+from gateway.commands import accept, prepare
 from gateway.context import Gateway
 
 
@@ -64,7 +64,8 @@ def replay(dead_letter: str) -> None:
         raise click.ClickException(f"no dead letter {dead_letter}")
     fields = entries[0][1]
     payload = orjson.loads(fields["pl"]) if fields.get("pl") else None
-    result = accept(gw, fields["uid"], fields["op"], fields["col"], fields["eid"], payload)  # type: ignore[arg-type]
+    call = prepare(gw, fields["uid"], fields["op"], fields["col"], fields["eid"], payload)  # type: ignore[arg-type]
+    result = accept(gw, call)
     gw.redis.xdel(gw.keys.dead(int(partition)), entry_id)
     click.echo(f"replayed as command {result.command_id}")
 

@@ -87,6 +87,7 @@ class AcceptCall:
     keys: list[str]
     args: list[Any]
     retry_after: int  # seconds left in the rate-limit window, for a refusal
+    idempotency_key: str = ""
 
 
 def prepare(
@@ -116,36 +117,27 @@ def prepare(
     retry_after = 0
     if limit is not None:
         keys[3:5], args[4:7], retry_after = limit.counters(gw.keys, user, now)
-    return AcceptCall(command_id, entity_id, keys, [*args, *fields], retry_after)
+    key = idempotency.key if idempotency else ""
+    return AcceptCall(command_id, entity_id, keys, [*args, *fields], retry_after, key)
 
 
-def accept(
-    gw: Gateway,
-    user: str,
-    op: Op,
-    collection: str,
-    entity_id: str,
-    payload: Document | None,
-    idempotency: Idempotency | None = None,
-    limit: WriteLimit | None = None,
-) -> Accepted:
+def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     """Record the command and queue it, in one Lua script: both are written or neither is.
 
-    The same script first counts the write against `limit` (RateLimited past it) and looks the
-    Idempotency-Key up: a key the user sent before with the same request answers that first
-    command again and writes nothing; one sent before with another request raises
+    The same script first counts the write against the call's rate limit (RateLimited past it)
+    and looks its Idempotency-Key up: a key the user sent before with the same request answers
+    that first command again and writes nothing; one sent before with another request raises
     IdempotencyConflict. Check and write are one atomic step, so of two concurrent requests with
     one key, one is accepted and the other replays it.
     """
-    call = prepare(gw, user, op, collection, entity_id, payload, idempotency, limit)
     outcome = gw.scripts.accept(keys=call.keys, args=call.args)
     if outcome[0] == "accepted":
-        return Accepted(command_id=call.command_id, entity_id=entity_id, seq=outcome[1])
+        return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":
         return Accepted(command_id=outcome[1], entity_id=outcome[2], seq=None)
     if outcome[0] == "limited":
         raise RateLimited(call.retry_after)
-    raise IdempotencyConflict(idempotency.key if idempotency else "")
+    raise IdempotencyConflict(call.idempotency_key)
 
 
 def _iso(ms: str | None) -> str | None:

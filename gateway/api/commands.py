@@ -33,7 +33,7 @@ from gateway.api.openapi import (
     problem,
     ref,
 )
-from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, status_of
+from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, prepare, status_of
 from gateway.ids import new_entity_id
 from gateway.merge_patch import merge_patch
 from gateway.problems import Problem
@@ -83,7 +83,7 @@ def _accepted(
     """202 for the command, or for the first one its Idempotency-Key was sent with; `sent`: the body."""
     limits = current_app.extensions["rate_limits"]
     try:
-        result = accept(
+        call = prepare(
             gateway(),
             current_user(),
             op,
@@ -93,6 +93,7 @@ def _accepted(
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
         )
+        result = accept(gateway(), call)
     except RateLimited as error:
         raise rate_limits.too_many(limits.writes, "writes", error.retry_after) from error
     except IdempotencyConflict as error:
