@@ -140,3 +140,10 @@ def test_a_body_at_the_size_limit_is_accepted(make_app: Any, redis_keys: Any) ->
     body = accepted(client.post("/api/notes", data=raw, content_type="application/json"))
     assert body["entity_id"] == "big"
     assert redis_keys.all()  # the command was written
+
+
+def test_the_status_url_keeps_the_path_the_app_is_mounted_under(client: Any) -> None:
+    response = client.post("/api/notes", json={}, base_url="http://localhost/gateway")
+    body = response.get_json()
+    assert body["status_url"] == f"/gateway/api/commands/{body['command_id']}"
+    assert response.headers["Location"] == body["status_url"]

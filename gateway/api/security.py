@@ -27,10 +27,10 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 def add_headers(response: Response) -> Response:
     headers = response.headers
-    for name, value in HEADERS:
-        headers.setdefault(name, value)
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    present = {name.lower() for name, _ in headers.items()}  # one pass, not one per header
+    headers.extend([(name, value) for name, value in HEADERS if name.lower() not in present])
+    if request.is_secure and "strict-transport-security" not in present:
+        headers["Strict-Transport-Security"] = HSTS
     return response
 
 
