@@ -109,16 +109,6 @@ def log_ids(app: Any, user: str) -> list[str]:
     return [entry_id for entry_id, _ in gw.redis.xrange(gw.keys.events(user))]
 
 
-def wait_until(predicate: Any, timeout: float = 30, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
-
-
 @dataclass
 class SseEvent:
     id: str | None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -67,3 +69,14 @@ def scratch_mariadb() -> Iterator[str]:
         with conn.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:
+    """Poll `predicate` until it returns something true, which is returned; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s: {message}")

@@ -22,7 +22,8 @@ from gateway.notify.devices import DeviceRegistry
 from plugins import fcm_notifier
 from settings import Settings, load
 from tests.api_support import bearer, token
-from tests.notify_support import log_event, wait_until
+from tests.notify_support import log_event
+from tests.services import wait_until
 from workers import runtime
 from workers.notifier import NotifierThread
 

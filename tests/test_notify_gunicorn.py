@@ -21,7 +21,8 @@ from gateway.redis_client import connect
 from settings import load
 from tests.api_support import SECRET, token
 from tests.conftest import ROOT
-from tests.notify_support import Endpoint, frames, wait_until
+from tests.notify_support import Endpoint, frames
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.notify.events import Event, read_log
 from gateway.notify.hub import MAX_BUFFERED
-from tests.notify_support import log_event, wait_until
+from tests.notify_support import log_event
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.notify_fixtures"]

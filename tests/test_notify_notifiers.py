@@ -13,7 +13,8 @@ import redis
 from plugins.notifier import Event, Notifier
 from settings import Settings, load
 from tests.api_support import bearer, token
-from tests.notify_support import log_event, wait_until
+from tests.notify_support import log_event
+from tests.services import wait_until
 from workers import notifier as notifier_module
 from workers.notifier import GROUP_PREFIX, NotifierThread
 from workers.runtime import Runtime

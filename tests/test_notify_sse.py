@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.notify_support import KEEPALIVE_SECONDS, LiveServer, commit_ms, log_event, log_ids, wait_until
+from tests.notify_support import KEEPALIVE_SECONDS, LiveServer, commit_ms, log_event, log_ids
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.notify_fixtures"]

@@ -17,7 +17,8 @@ import pytest
 import redis
 
 from tests.api_support import token
-from tests.notify_support import LiveServer, commit_ms, frames, log_event, log_ids, wait_until
+from tests.notify_support import LiveServer, commit_ms, frames, log_event, log_ids
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.notify_fixtures"]

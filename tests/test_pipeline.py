@@ -19,21 +19,12 @@ import sqlalchemy as sa
 from app import create_app
 from gateway.ids import partition_of
 from gateway.keys import GROUP
+from tests.services import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 FAULTY = "tests.plugins.faulty_store"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ROOT
-from tests.test_pipeline import wait_until
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]

@@ -16,7 +16,7 @@ from plugins.conformance import cmd, walk
 from plugins.sql_store import SqlStore
 from plugins.store import Rejected
 from tests.api_support import assert_problem
-from tests.test_pipeline import wait_until
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]
