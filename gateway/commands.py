@@ -128,9 +128,10 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     and looks its Idempotency-Key up: a key the user sent before with the same request answers
     that first command again and writes nothing; one sent before with another request raises
     IdempotencyConflict. Check and write are one atomic step, so of two concurrent requests with
-    one key, one is accepted and the other replays it.
+    one key, one is accepted and the other replays it. Concurrent calls of a process share round
+    trips (gateway/pipelining.py).
     """
-    outcome = gw.scripts.accept(keys=call.keys, args=call.args)
+    outcome = gw.accept_calls(call.keys, call.args)
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":

@@ -8,6 +8,7 @@ import logging
 import redis
 
 from gateway.keys import GROUP, Keys
+from gateway.pipelining import ScriptBatcher
 from gateway.redis_client import Scripts, connect
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
@@ -24,6 +25,11 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         self.redis: redis.Redis = connect(settings)
         self.scripts = Scripts.register(self.redis)
+
+    @functools.cached_property
+    def accept_calls(self) -> ScriptBatcher:
+        """The accept script, called through auto-pipelining (see gateway/pipelining.py)."""
+        return ScriptBatcher(self.redis, self.scripts.accept)
 
     @functools.cached_property
     def plugins(self) -> Plugins:

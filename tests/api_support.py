@@ -60,3 +60,23 @@ class RedisKeys:
 
     def close(self) -> None:
         self.client.close()
+
+
+def redis_sends(monkeypatch: Any) -> list[bytes]:
+    """Every write to a Redis connection from now on (one per round trip), as sent."""
+    sent: list[bytes] = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def record(connection: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command if isinstance(command, bytes) else b"".join(command))
+        real(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", record)
+    return sent
+
+
+def assert_one_evalsha(sent: list[bytes]) -> None:
+    """One round trip holding one command, EVALSHA (RESP: one array, no second one after it)."""
+    assert len(sent) == 1, sent
+    assert sent[0].startswith(b"*") and sent[0].count(b"\r\nEVALSHA\r\n") == 1
+    assert sent[0].count(b"\r\n*") == 0

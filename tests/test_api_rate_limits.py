@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis
 
-from tests.api_support import SECRET, assert_problem, bearer, token
+from tests.api_support import SECRET, assert_one_evalsha, assert_problem, bearer, redis_sends, token
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]
@@ -89,16 +88,9 @@ def test_a_write_is_counted_by_its_accept_script_in_one_redis_call(
 ) -> None:
     client = limited.test_client()
     client.post("/api/notes", json={}, headers=ALICE)  # scripts loaded, connections open
-    sent: list[str] = []
-    real = redis.Redis.execute_command
-
-    def counted(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return real(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    sent = redis_sends(monkeypatch)
     assert client.post("/api/notes", json={}, headers=ALICE).status_code == 202
-    assert sent == ["EVALSHA"]
+    assert_one_evalsha(sent)
 
 
 def test_empty_settings_turn_the_limits_off(make_app: Any, redis_keys: Any) -> None:

@@ -12,6 +12,13 @@
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
 -- with the same request; {'conflict'} when it came with another.
+--
+-- A second run of the same call (a client that resent it after a lost reply) finds its record
+-- and answers {'accepted', ''} again, writing nothing: one call never queues a command twice.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'accepted', ''}
+end
+
 local limit = tonumber(ARGV[5])
 if limit > 0 then
   local current = tonumber(redis.call('GET', KEYS[4]) or '0')
