@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
 from flask import Flask, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
+from werkzeug.urls import iri_to_uri
 
 from gateway.auth import bearer_token, user_of
 from gateway.context import Gateway
@@ -36,9 +38,10 @@ def body_limits() -> BodyLimits:
 
 def current_user() -> str:
     """The authenticated caller of this request (401 otherwise), checked once per request."""
-    if "user" not in g:
-        g.user = user_of(bearer_token(request), gateway().settings)
-    return g.user
+    user = g.get("user")
+    if user is None:
+        user = g.user = user_of(bearer_token(request), gateway().settings)
+    return user
 
 
 def authenticate() -> None:
@@ -61,8 +64,24 @@ def check_target(collection: str, entity_id: str) -> None:
     check_entity_id(entity_id)
 
 
+class JsonAnswer(Response):
+    """An answer whose headers are final as built: Content-Length comes from the body's bytes and
+    a Location is already a URI, so werkzeug's copy and rewrite of them for each answer (a third
+    of the cost of building one) is skipped. Not for 1xx, 204 or 304 answers, which must not
+    carry a Content-Length."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        return self.headers
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+    return JsonAnswer(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+
+
+@functools.lru_cache(maxsize=64)
+def uri_path(path: str) -> str:
+    """A request path (decoded, as werkzeug gives it) as it may appear in a Location header."""
+    return iri_to_uri(path)
 
 
 def init_app(app: Flask) -> None:

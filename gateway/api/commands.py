@@ -20,6 +20,7 @@ from gateway.api import (
     gateway,
     json_response,
     rate_limits,
+    uri_path,
 )
 from gateway.api.models import IDEMPOTENCY_KEY_PATTERN, entity_id_schema
 from gateway.api.openapi import (
@@ -82,9 +83,10 @@ def _accepted(
 ) -> Response:
     """202 for the command, or for the first one its Idempotency-Key was sent with; `sent`: the body."""
     limits = current_app.extensions["rate_limits"]
+    gw = gateway()
     try:
         call = prepare(
-            gateway(),
+            gw,
             current_user(),
             op,
             collection,
@@ -93,7 +95,7 @@ def _accepted(
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
         )
-        result = accept(gateway(), call)
+        result = accept(gw, call)
     except RateLimited as error:
         raise rate_limits.too_many(limits.writes, "writes", error.retry_after) from error
     except IdempotencyConflict as error:
@@ -105,7 +107,7 @@ def _accepted(
             errors=[{"field": "Idempotency-Key", "message": "already used with a different request"}],
         ) from error
     # Built by hand: command ids are URL-safe, and url_for costs ~20 us a request.
-    status_url = f"{request.script_root}/api/commands/{result.command_id}"
+    status_url = f"{uri_path(request.script_root)}/api/commands/{result.command_id}"
     body = {
         "command_id": result.command_id,
         "entity_id": result.entity_id,

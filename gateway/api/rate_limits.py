@@ -90,6 +90,8 @@ def init_app(app: Flask) -> None:
 
 
 def check() -> None:
-    """A blueprint's before_request, after authentication: count this call for its user."""
-    if request.method != "OPTIONS":
-        current_app.extensions["rate_limits"].check(current_user(), request.method)
+    """A blueprint's before_request, after authentication: count this call for its user (a
+    write is counted by the accept script)."""
+    method = request.method
+    if method != "OPTIONS" and method not in WRITES:
+        current_app.extensions["rate_limits"].check(current_user(), method)
