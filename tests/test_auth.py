@@ -150,6 +150,46 @@ def test_a_token_not_yet_valid_is_401(jwt_client: Any) -> None:
     assert_unauthorized(jwt_client.post("/api/notes", json={}, headers=bearer(early)))
 
 
+def test_a_verified_token_is_checked_once_and_its_expiry_every_time(
+    jwt_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature of a token seen before is not checked again; its expiry is, on each call."""
+    decoded: list[str] = []
+    real = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda t, *a, **k: decoded.append(t) or real(t, *a, **k))
+    soon = token("alice", exp=int(time.time()) + 2)
+    for _ in range(3):
+        assert jwt_client.post("/api/notes", json={}, headers=bearer(soon)).status_code == 202
+    assert decoded == [soon]
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 3)  # past its exp
+    problem = assert_unauthorized(jwt_client.post("/api/notes", json={}, headers=bearer(soon)))
+    assert "expired" in problem["detail"].lower()
+
+
+def test_a_token_verified_before_does_not_vouch_for_a_tampered_copy(jwt_client: Any) -> None:
+    real = token("alice")
+    assert jwt_client.post("/api/notes", json={}, headers=bearer(real)).status_code == 202
+    header, _, signature = real.split(".")
+    payload = b64(orjson.dumps({"sub": "admin", "exp": int(time.time()) + 60}))
+    assert_unauthorized(
+        jwt_client.post("/api/notes", json={}, headers=bearer(f"{header}.{payload}.{signature}"))
+    )
+
+
+def test_a_token_verified_under_one_secret_is_refused_under_another(make_app: Any) -> None:
+    signed = token("alice")
+    assert (
+        make_app(jwt_secret=SECRET)
+        .test_client()
+        .post("/api/notes", json={}, headers=bearer(signed))
+        .status_code
+        == 202
+    )
+    other = make_app(jwt_secret="another-secret-of-at-least-32-bytes!").test_client()
+    assert_unauthorized(other.post("/api/notes", json={}, headers=bearer(signed)))
+
+
 @pytest.mark.parametrize("sub", [None, "", 42, ["alice"]])
 def test_a_token_without_a_string_sub_is_401(jwt_client: Any, sub: Any) -> None:
     payload: dict[str, Any] = {"exp": int(time.time()) + 60}
