@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 from rq import Queue
@@ -56,7 +57,11 @@ class Runtime:
 
     def kick_all(self) -> int:
         """`kick` for every partition, in one round trip for the checks."""
-        partitions = range(self.gw.settings.partitions)
+        return self.kick_many(range(self.gw.settings.partitions))
+
+    def kick_many(self, partitions: Iterable[int]) -> int:
+        """`kick` for each of `partitions`, in one round trip for the checks; how many got a job."""
+        partitions = list(partitions)
         pipe = self.gw.redis.pipeline(transaction=False)
         for partition in partitions:
             self._check(partition, "mark", pipe)

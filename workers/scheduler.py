@@ -1,8 +1,13 @@
 """Queues drain jobs: at once when a stream receives a command, and by a periodic scan.
 
-The wake-up is a blocking XREAD on every partition stream. The scan is the safety net that
-finds what a wake-up cannot see: partitions whose worker died (lease expired), retries that
-came due, a store that came back, a queued job that was lost.
+The wake-up is a blocking XREAD on every partition stream, from the last entry it has seen of
+each, so nothing added between two reads goes unseen. A busy stream would otherwise wake it for
+every command (a kick each time, though a drain job is already on the partition and takes the
+new entries itself): after a wake-up it waits WAKE_GATHER_SECONDS, and the next read returns
+everything that came in meanwhile, in one wake-up.
+
+The scan is the safety net that finds what a wake-up cannot see: partitions whose worker died
+(lease expired), retries that came due, a store that came back, a queued job that was lost.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from workers.runtime import Runtime
 
 log = logging.getLogger("gateway.scheduler")
 
+# At most ~200 wake-ups a second whatever the load, for at most 5 ms more latency.
+WAKE_GATHER_SECONDS = 0.005
+WAKE_READ_COUNT = 1000  # entries read per stream and wake-up: only their ids are looked at
+
 
 class Scheduler(threading.Thread):
     def __init__(self, rt: Runtime) -> None:
@@ -26,23 +35,44 @@ class Scheduler(threading.Thread):
         self.interval = rt.gw.settings.scan_interval_seconds
         self.stopped = threading.Event()
         self.partition_of_stream = {rt.gw.keys.stream(p): p for p in range(rt.gw.settings.partitions)}
+        self.wake_ups = 0  # XREADs that returned entries
 
     def run(self) -> None:
         listener = connect(self.rt.gw.settings)
         next_scan = 0.0
+        seen: dict[str, str] | None = None
         while not self.stopped.is_set():
             try:
+                if seen is None:
+                    seen = self._last_ids(listener)
                 if time.monotonic() >= next_scan:
                     self.rt.kick_all()
                     next_scan = time.monotonic() + self.interval
                 block_ms = max(1, int((next_scan - time.monotonic()) * 1000))
-                streams = dict.fromkeys(self.partition_of_stream, "$")
-                for stream, _ in listener.xread(streams, count=1, block=block_ms) or []:
-                    self.rt.kick(self.partition_of_stream[stream])
+                replies = listener.xread(seen, count=WAKE_READ_COUNT, block=block_ms) or []
+                for stream, entries in replies:
+                    seen[stream] = entries[-1][0]
+                if replies:
+                    self.wake_ups += 1
+                    self.rt.kick_many([self.partition_of_stream[stream] for stream, _ in replies])
+                    self.stopped.wait(WAKE_GATHER_SECONDS)
             except redis.RedisError:
                 log.exception("scheduler: Redis error, retrying in a second")
+                seen = None  # the streams may have been recreated meanwhile
                 self.stopped.wait(1)
         listener.close()
+
+    def _last_ids(self, client: redis.Redis) -> dict[str, str]:
+        """Each stream's newest entry id ("0-0" for an empty stream): the XREAD starts after it.
+        What was there before is the scan's to find."""
+        pipe = client.pipeline(transaction=False)
+        for stream in self.partition_of_stream:
+            pipe.xrevrange(stream, count=1)
+        newest = pipe.execute()
+        return {
+            stream: entries[0][0] if entries else "0-0"
+            for stream, entries in zip(self.partition_of_stream, newest, strict=True)
+        }
 
     def stop(self) -> None:
         self.stopped.set()
