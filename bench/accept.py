@@ -4,7 +4,12 @@ Starts gunicorn with the project's gunicorn.conf.py on `bench/baseline_app.py` (
 a hello-world route and a synchronous INSERT+COMMIT route), loads each route with wrk, and prints
 req/s, p50 and p99, and the ratios to hello world. The write route is measured three times: with
 a worker applying to PostgreSQL, with the store slowed to 50 ms a write, and with the store
-stopped; a frontend must not see the difference.
+stopped; a frontend must not see the difference. Authentication is on (JWT_SECRET set) and every
+request carries the same bearer token, as a logged-in frontend's would.
+
+A second table charges the CPU the machine spent to each process group, per request: what a
+write costs beyond hello world, and how much of it the worker and the store take from the same
+cores while they apply the writes.
 
 Needs wrk (`apt-get install wrk`).
 
@@ -16,18 +21,24 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
+import jwt
 import sqlalchemy as sa
 
 from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
     clean,
+    cpu_snapshot,
+    cpu_used,
     fresh_prefix,
     gateway_for,
     gunicorn,
@@ -38,22 +49,31 @@ FAULTY = "tests.plugins.faulty_store"  # the `slow` store: sleeps inside each wr
 BODY = '{"text":"hello world","n":1,"tags":["a","b"]}'
 
 
-def wrk(url: str, seconds: int, connections: int, post: bool) -> dict[str, float]:
-    """req/s, p50 and p99 (ms) of one wrk run."""
+def wrk(url: str, seconds: int, connections: int, post: bool, token: str = "") -> dict[str, float]:
+    """req/s, p50 and p99 (ms) of one wrk run, and the CPU seconds each process group used
+    (`cpu`, wrk's own under "wrk")."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if post:
             script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n")
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
+        if token:
+            script.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
     command += ["-s", script.name, url]
+    before, children = cpu_snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_used(before, cpu_snapshot())
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu["wrk"] = done.ru_utime + done.ru_stime - children.ru_utime - children.ru_stime
     os.unlink(script.name)
     if "Non-2xx" in output:
         raise RuntimeError(f"errors during the run:\n{output}")
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
         "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        "cpu": {group: seconds / requests * 1e6 for group, seconds in cpu.items()},  # type: ignore[dict-item]
     }
 
 
@@ -80,7 +100,10 @@ def main() -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(200) PRIMARY KEY, doc jsonb NOT NULL)"))
+    secret = secrets.token_urlsafe(32)
+    token = jwt.encode({"sub": "bench-user"}, secret, algorithm="HS256")
     env = {
+        "JWT_SECRET": secret,
         "RATE_LIMIT_WRITES": "100000000/minute",  # counted as in production, never reached
         "KEY_PREFIX": prefix,
         "REDIS_URL": args.redis_url,
@@ -89,8 +112,8 @@ def main() -> None:
         "BENCH_INSERT_TABLE": table,
     }
     gw = gateway_for(prefix, args.redis_url, args.database_url)
-    results: dict[str, dict[str, float]] = {}
-    run = lambda base, path, post: wrk(base + path, args.seconds, args.connections, post)  # noqa: E731
+    results: dict[str, dict[str, Any]] = {}
+    run = lambda base, path, post: wrk(base + path, args.seconds, args.connections, post, token)  # noqa: E731
     try:
         with gunicorn("bench.baseline_app:app", env, ready_path="/bench/hello") as base:
             results["hello world (GET)"] = run(base, "/bench/hello", False)
@@ -125,6 +148,12 @@ def main() -> None:
             f"{name:55} {r['rps']:8.0f} {r['p50']:7.2f} {r['p99']:7.2f} "
             f"{r['rps'] / hello['rps']:14.2f} {r['p99'] / hello['p99']:12.2f}"
         )
+    groups = list(hello["cpu"])
+    print("\nCPU per request (us), by process group")
+    print(f"{'route':55} " + " ".join(f"{g.split()[0]:>8}" for g in groups) + f" {'total':>8}")
+    for name, r in results.items():
+        cpu = r["cpu"]
+        print(f"{name:55} " + " ".join(f"{cpu[g]:8.0f}" for g in groups) + f" {sum(cpu.values()):8.0f}")
 
 
 if __name__ == "__main__":

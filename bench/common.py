@@ -60,6 +60,44 @@ def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Ite
         process.wait(30)
 
 
+# Which processes a CPU figure is charged to, by command line (or name, for the servers).
+CPU_GROUPS = (
+    ("web (gunicorn)", lambda cmd, name: "gunicorn" in cmd),
+    ("workers", lambda cmd, name: "-m workers" in cmd),
+    ("redis", lambda cmd, name: name.startswith("redis-server")),
+    ("postgres", lambda cmd, name: name.startswith("postgres")),
+)
+
+
+def cpu_snapshot() -> dict[str, tuple[str, float]]:
+    """Each running process of a CPU_GROUPS group: its group and the user + system CPU seconds it
+    has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    snapshot: dict[str, tuple[str, float]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        for label, matches in CPU_GROUPS:
+            if matches(cmd, name):
+                snapshot[pid] = (label, (int(fields[11]) + int(fields[12])) / ticks)
+                break
+    return snapshot
+
+
+def cpu_used(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds used by each group between two snapshots (processes started in between
+    count whole; ones that ended in between are not seen)."""
+    used = dict.fromkeys((label for label, _ in CPU_GROUPS), 0.0)
+    for pid, (label, seconds) in after.items():
+        used[label] += seconds - before.get(pid, (label, 0.0))[1]
+    return used
+
+
 def fresh_prefix() -> str:
     return "bench" + secrets.token_hex(3)
 
