@@ -70,9 +70,41 @@ def test_a_worker_that_lost_its_lease_reads_no_new_entries(rt: runtime.Runtime, 
     rt.gw.redis.set(rt.gw.keys.lease(3), "99:another-worker")  # taken over meanwhile
     drainer = Drainer(rt, lease, deadline=float("inf"))
 
-    assert drainer._read() == []
+    assert drainer.read() == []
     assert lease.lost.is_set()
     assert rt.gw.redis.xpending(rt.gw.keys.stream(3), "appliers")["pending"] == 0  # left for the holder
     rt.gw.redis.delete(rt.gw.keys.lease(3))
     drain_partition(3)
     assert client.get(f"/api/commands/{command_id}").json["status"] == "applied"
+
+
+def test_the_partitions_of_a_job_share_one_store_transaction(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [accept_in(client, p) for p in range(4)]
+    store = rt.gw.stores.for_collection("things")
+    batches: list[list[str]] = []
+    real = store.apply
+    monkeypatch.setattr(
+        store, "apply", lambda commands: batches.append([c.command_id for c in commands]) or real(commands)
+    )
+    drain_partition(1)
+    assert [sorted(batch) for batch in batches] == [sorted(ids)]  # 4 partitions, one transaction
+    assert [client.get(f"/api/commands/{c}").json["status"] for c in ids] == ["applied"] * 4
+
+
+def test_a_job_takes_its_share_of_the_partitions_and_hands_on_the_rest(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two workers listening, a job drains half of the due partitions and queues jobs for
+    the others, which the other worker can take meanwhile."""
+    ids = {p: accept_in(client, p) for p in range(4)}
+    monkeypatch.setattr(rt, "live_workers", lambda: 2)
+    queued: list[int] = []
+    monkeypatch.setattr(rt, "enqueue_drain", queued.append)
+    summary = drain_partition(0)
+    drained = [p for p in range(4) if f"partition {p}: applied 1" in summary]
+    assert len(drained) == 2 and drained[0] == 0
+    assert sorted(queued) == sorted(set(range(4)) - set(drained))
+    statuses = {p: client.get(f"/api/commands/{c}").json["status"] for p, c in ids.items()}
+    assert statuses == {p: "applied" if p in drained else "pending" for p in range(4)}

@@ -1,30 +1,35 @@
-"""The drain job: apply a partition's due commands to their stores, batch by batch.
+"""The drain job: apply the partitions' due commands to their stores, batch by batch.
 
-One RQ job drains one partition for at most `DRAIN_SLICE_SECONDS` while holding its lease, so
-commands of one entity are applied by one worker at a time, in stream (acceptance) order.
+One RQ job drains a share of the partitions with due work for at most `DRAIN_SLICE_SECONDS`,
+holding their leases, so commands of one entity are applied by one worker at a time, in stream
+(acceptance) order.
 
-Each pass reads the entries this worker already holds (pending: crashed, waiting for a retry,
-or blocked behind one) and then new ones, and applies the due ones with one transaction per
-store. When a batch fails, its commands are applied one by one, so that a bad command fails
-alone; a command that fails waits for its retry and holds back the later commands of its entity
-(order), not the others. A store that cannot be reached pauses the partition without counting
-an attempt. Nothing is acknowledged before its store has committed.
+Each pass reads, from each partition held, the entries this worker already holds (pending:
+crashed, waiting for a retry, or blocked behind one) and then new ones, up to BATCH_SIZE in all,
+and applies the due ones with one transaction per store for all the partitions together: under
+a steady trickle of commands spread over the partitions, a transaction (and its commit) carries
+every partition's few new commands instead of one partition's. When a batch fails, its commands
+are applied one by one, so that a bad command fails alone; a command that fails waits for its
+retry and holds back the later commands of its entity (order), not the others. A store that
+cannot be reached pauses the partitions without counting an attempt. Nothing is acknowledged
+before its store has committed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
 import redis
 from rq.timeouts import BaseTimeoutException
 
 from gateway.commands import now_ms
-from gateway.context import ensure_group
+from gateway.context import Gateway, ensure_group
 from gateway.ids import seq_of
 from gateway.keys import GROUP
 from plugins.store import Command, Rejected, Store, StoreUnavailable
@@ -33,6 +38,8 @@ from workers import runtime
 from workers.lease import Lease
 
 log = logging.getLogger("gateway.drain")
+
+T = TypeVar("T")
 
 RECORD_FIELDS = ("op", "col", "eid", "uid", "att", "nxt", "pl", "st")
 FINISH_CHUNK = 250  # commands finished per script call, so that Redis is never blocked long
@@ -63,38 +70,90 @@ class Result:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Step:
+    """A partition's part of one pass: the entries to apply now, when its waiting ones are due,
+    and whether it dropped entries that had no pending command."""
+
+    ready: list[Entry]
+    waits: list[int]
+    forgot: bool
+
+
 def drain_partition(partition: int) -> str:
-    """RQ job: drain `partition`, then every other partition with due work and no holder, until
-    the time slice ends. One job serves every partition that needs it, so that a partition waits
-    for the next job to start, not for a job of its own (RQ's bookkeeping costs ~3 ms a job).
-    Returns a summary for RQ's logs."""
+    """RQ job: drain `partition` and a share of the other partitions with due work and no
+    holder, together, until the time slice ends. One job serves several partitions, so that a
+    partition waits for the next job to start, not for a job of its own (RQ's bookkeeping costs
+    ~3 ms a job); it takes its share (the due partitions divided among the live workers), not
+    all of them, so that the other workers' jobs find partitions to drain. Returns a summary
+    for RQ's logs."""
     rt = runtime.current()
     rt.gw.redis.delete(rt.gw.keys.kick(partition))
     deadline = time.monotonic() + rt.gw.settings.drain_slice_seconds
     count = rt.gw.settings.partitions
-    others = [(partition + step) % count for step in range(1, count)]
-    summaries: list[str] = []
-    drained: list[int] = []
-    for candidate in [partition, *rt.due(others)]:
-        if time.monotonic() >= deadline:
+    due = rt.due([(partition + step) % count for step in range(1, count)])
+    share = max(1, -(-(len(due) + 1) // rt.live_workers()))
+    drainers: list[Drainer] = []
+    candidates = [partition, *due]
+    try:
+        while candidates and len(drainers) < share:
+            lease = rt.leases.acquire(candidates.pop(0))
+            if lease is not None:
+                drainers.append(Drainer(rt, lease, deadline))
+        rt.kick_many(candidates)  # the rest of the due partitions: jobs of their own, for other workers
+        drain_together(rt, drainers, deadline)
+    finally:
+        for drainer in drainers:
+            rt.leases.release(drainer.lease)
+    rt.kick_many(d.partition for d in drainers)  # work that came in meanwhile, or the rest of a backlog
+    return "; ".join(d.summary() for d in drainers) or "busy: other workers hold the partitions"
+
+
+def drain_together(rt: runtime.Runtime, drainers: list[Drainer], deadline: float) -> None:
+    """Pass after pass, read the held partitions' entries (a batch in all, shared among them),
+    apply the due ones together, record each partition's results. Each partition's reading and
+    recording are its own round trips to Redis, made for all the partitions at once (threads of
+    the runtime's pool), so a pass takes about as long for several partitions as for one. A
+    partition leaves when it has nothing more to do, loses its lease, or fails (it is then
+    paused; the others go on)."""
+    claimed = rt.each(drainers, lambda d: d.guarded(d.claim))
+    active = [d for d, ok in zip(drainers, claimed, strict=True) if ok]
+    while active and time.monotonic() < deadline:
+        passes = _gather(rt, active)
+        if not passes:
             break
-        lease = rt.leases.acquire(candidate)
-        if lease is None:
-            continue
-        try:
-            summaries.append(Drainer(rt, lease, deadline).run())
-        except BaseTimeoutException:
-            raise
-        except Exception as error:  # noqa: BLE001 - one partition's fault must not stop the others
-            log.exception("partition %s: draining failed", candidate)
-            pause(rt, candidate, f"draining failed ({describe(error)})")
-            summaries.append(f"partition {candidate}: {describe(error)}")
-        finally:
-            rt.leases.release(lease)
-        drained.append(candidate)
-    for done in drained:
-        rt.kick(done)  # work that came in meanwhile, or the rest of a long backlog
-    return "; ".join(summaries) or "busy: other workers hold the partitions"
+        results = apply_ready(rt.gw, [e for _, step in passes for e in step.ready])
+        recorded = rt.each(passes, functools.partial(_record, results))
+        for (drainer, step), moved in zip(passes, recorded, strict=True):
+            if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
+                active.remove(drainer)
+
+
+def _record(results: dict[Entry, Result], item: tuple[Drainer, Step]) -> bool | None:
+    """Record a partition's part of the pass's results; None if that failed."""
+    drainer, step = item
+    # Entries held back behind a failed command of their entity have no result: still pending.
+    mine = {e: results[e] for e in step.ready if e in results}
+    return drainer.guarded(lambda: drainer.record(mine, step.waits))
+
+
+def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, Step]]:
+    """One pass's entries: each active partition's pending ones and its share of a batch of new
+    ones. Removes from `active` the partitions with nothing to read or whose reading failed."""
+    settings = rt.gw.settings
+    share = max(1, settings.batch_size // len(active))
+    raws = rt.each(active, lambda d: d.guarded(lambda: d.read(share)))
+    reading = [(d, raw) for d, raw in zip(active, raws, strict=True) if raw]
+    if settings.batch_wait_ms and 0 < sum(len(raw) for _, raw in reading) < settings.batch_size:
+        time.sleep(settings.batch_wait_ms / 1000)  # let the batch fill up
+        more = rt.each(reading, lambda item: item[0].guarded(lambda: item[0].read_new(share)))
+        for (_, raw), extra in zip(reading, more, strict=True):
+            raw += extra or []
+    steps = rt.each(reading, lambda item: item[0].guarded(lambda: item[0].prepare(item[1])))
+    passes = [(d, step) for (d, _), step in zip(reading, steps, strict=True) if step is not None]
+    kept = {id(d) for d, _ in passes}
+    active[:] = [d for d in active if id(d) in kept]
+    return passes
 
 
 def describe(error: BaseException) -> str:
@@ -103,6 +162,8 @@ def describe(error: BaseException) -> str:
 
 
 class Drainer:
+    """One held partition of a drain job: its reading and the recording of its results."""
+
     def __init__(self, rt: runtime.Runtime, lease: Lease, deadline: float) -> None:
         self.rt = rt
         self.deadline = deadline
@@ -114,18 +175,27 @@ class Drainer:
         self.stream = self.keys.stream(self.partition)
         self.applied = 0
         self.failed = 0
+        self.failed_with = ""  # why draining this partition failed (it was paused)
 
-    def run(self) -> str:
-        self._claim()
-        while time.monotonic() < self.deadline and not self.lease.lost.is_set():
-            entries = self._read()
-            if not entries or not self._process(entries):
-                break
+    def summary(self) -> str:
+        if self.failed_with:
+            return f"partition {self.partition}: {self.failed_with}"
         return f"partition {self.partition}: applied {self.applied}, failed {self.failed}"
 
-    # -- reading -----------------------------------------------------------------------------
+    def guarded(self, step: Callable[[], T]) -> T | None:
+        """`step()`, or None when it failed: the fault is this partition's alone, which is then
+        paused (its commands stay pending) while the others go on."""
+        try:
+            return step()
+        except BaseTimeoutException:
+            raise
+        except Exception as error:  # noqa: BLE001 - one partition's fault must not stop the others
+            log.exception("partition %s: draining failed", self.partition)
+            self.failed_with = describe(error)
+            pause(self.rt, self.partition, f"draining failed ({self.failed_with})")
+            return None
 
-    def _claim(self) -> None:
+    def claim(self) -> bool:
         """Take over every entry still pending under other consumers (dead or slow workers)."""
         start = "0-0"
         while True:
@@ -137,14 +207,16 @@ class Drainer:
                 if "NOGROUP" not in str(error):
                     raise
                 ensure_group(self.gw.redis, self.keys, self.partition)
-                return
+                return True
             start = reply[0]
             if start == "0-0":
-                return
+                return True
 
-    def _read(self) -> list[tuple[str, dict[str, str] | None]]:
-        """This worker's pending entries, oldest first, then up to a batch of new ones."""
-        size = self.settings.batch_size
+    def read(self, size: int | None = None) -> list[tuple[str, dict[str, str] | None]]:
+        """This worker's pending entries, oldest first (all of them: they come before any new
+        one), then up to `size` new ones (default BATCH_SIZE), so that retries waiting in the
+        pending list never hold back the other entities."""
+        size = size or self.settings.batch_size
         entries: list[tuple[str, dict[str, str] | None]] = []
         after = "0"
         while True:
@@ -153,11 +225,11 @@ class Drainer:
             if len(page) < size:
                 break
             after = page[-1][0]
-        fresh = self._xreadgroup(">", size)
-        if self.settings.batch_wait_ms and 0 < len(fresh) < size:
-            time.sleep(self.settings.batch_wait_ms / 1000)  # let the batch fill up
-            fresh += self._xreadgroup(">", size - len(fresh))
-        return entries + fresh
+        return entries + self.read_new(size)
+
+    def read_new(self, size: int) -> list[tuple[str, dict[str, str] | None]]:
+        """Up to `size` entries nobody has read yet."""
+        return self._xreadgroup(">", size)
 
     def _xreadgroup(self, after: str, count: int) -> list[tuple[str, dict[str, str] | None]]:
         """Entries after `after` ("0": this worker's pending ones; ">": new ones, read only while
@@ -184,8 +256,9 @@ class Drainer:
 
     # -- one pass ----------------------------------------------------------------------------
 
-    def _process(self, raw: list[tuple[str, dict[str, str] | None]]) -> bool:
-        """Apply what is due among `raw`; True when anything finished or moved on."""
+    def prepare(self, raw: list[tuple[str, dict[str, str] | None]]) -> Step:
+        """What is due among `raw`: an entry waiting for its retry holds back the later entries of
+        its entity (order); entries without a pending command are dropped."""
         entries, orphans = self._load(raw)
         if orphans:
             self._forget(orphans)
@@ -201,8 +274,7 @@ class Drainer:
                 waits.append(due)
                 continue
             ready.append(entry)
-        results = self._apply_ready(ready)
-        return self._record(results, waits) or bool(orphans)
+        return Step(ready, waits, bool(orphans))
 
     def _load(
         self, raw: list[tuple[str, dict[str, str] | None]]
@@ -248,60 +320,9 @@ class Drainer:
         pipe.xdel(self.stream, *entry_ids)
         pipe.execute()
 
-    # -- applying ----------------------------------------------------------------------------
-
-    def _apply_ready(self, ready: list[Entry]) -> dict[Entry, Result]:
-        by_store: dict[int, tuple[Store, list[Entry]]] = {}
-        for entry in ready:
-            store = self.gw.stores.for_collection(entry.command.collection)
-            by_store.setdefault(id(store), (store, []))[1].append(entry)
-        results: dict[Entry, Result] = {}
-        for store, entries in by_store.values():
-            results.update(self._apply(store, entries))
-        return results
-
-    def _apply(self, store: Store, entries: list[Entry]) -> dict[Entry, Result]:
-        """Apply as one transaction; on failure, isolate the failing command(s) one by one."""
-        try:
-            outcomes = store.apply([e.command for e in entries])
-        except StoreUnavailable as error:
-            return {e: Result("unavailable", describe(error)) for e in entries}
-        except Rejected as error:
-            if len(entries) == 1:
-                return {entries[0]: Result("failed", str(error))}
-            return self._apply_one_by_one(store, entries)
-        except BaseTimeoutException:
-            raise  # RQ's job timeout: the job ends, the entries stay pending for the next one
-        except Exception as error:  # noqa: BLE001 - any store error is the command's or the store's
-            if not _reachable(store):
-                return {e: Result("unavailable", describe(error)) for e in entries}
-            if len(entries) == 1:
-                log.info("command %s failed: %s", entries[0].command.command_id, describe(error))
-                return {entries[0]: Result("retry", describe(error))}
-            return self._apply_one_by_one(store, entries)
-        return {
-            e: Result("applied") if outcome is None else Result("failed", outcome)
-            for e, outcome in zip(entries, outcomes, strict=False)
-        }
-
-    def _apply_one_by_one(self, store: Store, entries: list[Entry]) -> dict[Entry, Result]:
-        results: dict[Entry, Result] = {}
-        blocked: set[tuple[str, str]] = set()
-        for index, entry in enumerate(entries):
-            if entry.entity in blocked:
-                continue  # stays pending behind its entity's failed command
-            result = self._apply(store, [entry])[entry]
-            if result.kind == "unavailable":
-                results.update({e: result for e in entries[index:] if e.entity not in blocked})
-                break
-            if result.kind == "retry":
-                blocked.add(entry.entity)
-            results[entry] = result
-        return results
-
     # -- recording ---------------------------------------------------------------------------
 
-    def _record(self, results: dict[Entry, Result], waits: list[int]) -> bool:
+    def record(self, results: dict[Entry, Result], waits: list[int]) -> bool:
         """Write every result to Redis; True when anything finished or was scheduled again."""
         now = now_ms()
         finished: list[tuple[Entry, str, str]] = []
@@ -364,6 +385,59 @@ class Drainer:
             self.lease.lost.set()
             return False
         return True
+
+
+def apply_ready(gw: Gateway, ready: list[Entry]) -> dict[Entry, Result]:
+    """Each entry's result, with one transaction per store for all of them."""
+    by_store: dict[int, tuple[Store, list[Entry]]] = {}
+    for entry in ready:
+        store = gw.stores.for_collection(entry.command.collection)
+        by_store.setdefault(id(store), (store, []))[1].append(entry)
+    results: dict[Entry, Result] = {}
+    for store, entries in by_store.values():
+        results.update(_apply(store, entries))
+    return results
+
+
+def _apply(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
+    """Apply as one transaction; on failure, isolate the failing command(s) one by one."""
+    try:
+        outcomes = store.apply([e.command for e in entries])
+    except StoreUnavailable as error:
+        return {e: Result("unavailable", describe(error)) for e in entries}
+    except Rejected as error:
+        if len(entries) == 1:
+            return {entries[0]: Result("failed", str(error))}
+        return _apply_one_by_one(store, entries)
+    except BaseTimeoutException:
+        raise  # RQ's job timeout: the job ends, the entries stay pending for the next one
+    except Exception as error:  # noqa: BLE001 - any store error is the command's or the store's
+        if not _reachable(store):
+            return {e: Result("unavailable", describe(error)) for e in entries}
+        if len(entries) == 1:
+            log.info("command %s failed: %s", entries[0].command.command_id, describe(error))
+            return {entries[0]: Result("retry", describe(error))}
+        return _apply_one_by_one(store, entries)
+    return {
+        e: Result("applied") if outcome is None else Result("failed", outcome)
+        for e, outcome in zip(entries, outcomes, strict=False)
+    }
+
+
+def _apply_one_by_one(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
+    results: dict[Entry, Result] = {}
+    blocked: set[tuple[str, str]] = set()
+    for index, entry in enumerate(entries):
+        if entry.entity in blocked:
+            continue  # stays pending behind its entity's failed command
+        result = _apply(store, [entry])[entry]
+        if result.kind == "unavailable":
+            results.update({e: result for e in entries[index:] if e.entity not in blocked})
+            break
+        if result.kind == "retry":
+            blocked.add(entry.entity)
+        results[entry] = result
+    return results
 
 
 def _fields(raw: dict[str, str] | list[str] | None) -> dict[str, str] | None:
