@@ -27,6 +27,9 @@ from redis.exceptions import NoScriptError
 
 # Enough to fill a few TCP segments; a larger backlog goes out as several batches in a row.
 MAX_BATCH = 256
+# A waiting caller looks at the line again after this long even if nobody woke it: the caller
+# a sender hands the line to may have gone (its greenlet killed), and the rest must not wait on it.
+RECHECK_SECONDS = 0.05
 
 
 class _Call:
@@ -75,7 +78,7 @@ class ScriptBatcher:
                     self._sending.release()
                     self._wake_next()
                 break
-            call.ready.wait()
+            call.ready.wait(RECHECK_SECONDS)
         if call.error is not None:
             raise call.error
         return call.outcome
@@ -101,11 +104,16 @@ class ScriptBatcher:
                 for i, reply in zip(retried, self._pipeline([batch[i] for i in retried]), strict=True):
                     replies[i] = reply
         except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
+            if isinstance(error, Exception):
+                for call in batch:
+                    call.finish(error)
+                return
+            # The sender itself was interrupted (its greenlet killed, the process exiting): the
+            # others must not raise that in their own threads; to them the batch is lost.
+            lost = redis.ConnectionError(f"the batch was interrupted ({type(error).__name__})")
             for call in batch:
-                call.finish(error)
-            if not isinstance(error, Exception):
-                raise
-            return
+                call.finish(lost)
+            raise
         self.batches += 1
         self.calls += len(batch)
         for call, reply in zip(batch, replies, strict=True):

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,6 +115,21 @@ def test_a_lost_connection_fails_each_caller_and_frees_the_line(counter: str) ->
     assert not batcher._sending.locked()
     with pytest.raises(redis.ConnectionError):
         batcher([counter], ["again"])
+
+
+def test_a_caller_never_waits_on_a_wake_up_that_does_not_come(client: redis.Redis, counter: str) -> None:
+    """The line is freed without anyone being woken (the caller it was handed to is gone): a
+    waiting caller still sends its call."""
+    batcher = ScriptBatcher(client, client.register_script(SCRIPT))
+    batcher._sending.acquire()  # someone else is sending
+    outcome: list[Any] = []
+    waiting = threading.Thread(target=lambda: outcome.append(batcher([counter], ["late"])))
+    waiting.start()
+    time.sleep(0.2)
+    assert not outcome  # it waits while the line is busy
+    batcher._sending.release()  # freed, and nobody wakes it
+    waiting.join(2)
+    assert outcome == [["late", 1]]
 
 
 GEVENT_CALLS = """
