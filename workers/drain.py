@@ -17,7 +17,6 @@ before its store has committed.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -111,27 +110,22 @@ def drain_partition(partition: int) -> str:
 
 def drain_together(rt: runtime.Runtime, drainers: list[Drainer], deadline: float) -> None:
     """Pass after pass, read the held partitions' entries (a batch in all, shared among them),
-    apply the due ones together, record each partition's results. Each partition's reading and
-    recording are its own round trips to Redis, made for all the partitions at once (threads of
-    the runtime's pool), so a pass takes about as long for several partitions as for one. A
-    partition leaves when it has nothing more to do, loses its lease, or fails (it is then
-    paused; the others go on)."""
-    claimed = rt.each(drainers, lambda d: d.guarded(d.claim))
-    active = [d for d, ok in zip(drainers, claimed, strict=True) if ok]
+    apply the due ones together, record each partition's results. A partition leaves when it has
+    nothing more to do, loses its lease, or fails (it is then paused; the others go on)."""
+    active = [d for d in drainers if d.guarded(d.claim)]
     while active and time.monotonic() < deadline:
         passes = _gather(rt, active)
         if not passes:
             break
         results = apply_ready(rt.gw, [e for _, step in passes for e in step.ready])
-        recorded = rt.each(passes, functools.partial(_record, results))
-        for (drainer, step), moved in zip(passes, recorded, strict=True):
+        for drainer, step in passes:
+            moved = _record(drainer, step, results)
             if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
                 active.remove(drainer)
 
 
-def _record(results: dict[Entry, Result], item: tuple[Drainer, Step]) -> bool | None:
+def _record(drainer: Drainer, step: Step, results: dict[Entry, Result]) -> bool | None:
     """Record a partition's part of the pass's results; None if that failed."""
-    drainer, step = item
     # Entries held back behind a failed command of their entity have no result: still pending.
     mine = {e: results[e] for e in step.ready if e in results}
     return drainer.guarded(lambda: drainer.record(mine, step.waits))
@@ -142,15 +136,14 @@ def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, S
     ones. Removes from `active` the partitions with nothing to read or whose reading failed."""
     settings = rt.gw.settings
     share = max(1, settings.batch_size // len(active))
-    raws = rt.each(active, lambda d: d.guarded(lambda: d.read(share)))
-    reading = [(d, raw) for d, raw in zip(active, raws, strict=True) if raw]
+    raws = [(d, d.guarded(lambda d=d: d.read(share))) for d in active]
+    reading = [(d, raw) for d, raw in raws if raw]
     if settings.batch_wait_ms and 0 < sum(len(raw) for _, raw in reading) < settings.batch_size:
         time.sleep(settings.batch_wait_ms / 1000)  # let the batch fill up
-        more = rt.each(reading, lambda item: item[0].guarded(lambda: item[0].read_new(share)))
-        for (_, raw), extra in zip(reading, more, strict=True):
-            raw += extra or []
-    steps = rt.each(reading, lambda item: item[0].guarded(lambda: item[0].prepare(item[1])))
-    passes = [(d, step) for (d, _), step in zip(reading, steps, strict=True) if step is not None]
+        for d, raw in reading:
+            raw += d.guarded(lambda d=d: d.read_new(share)) or []
+    steps = [(d, d.guarded(lambda d=d, raw=raw: d.prepare(raw))) for d, raw in reading]
+    passes = [(d, step) for d, step in steps if step is not None]
     kept = {id(d) for d, _ in passes}
     active[:] = [d for d in active if id(d) in kept]
     return passes

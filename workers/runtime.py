@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from rq import Queue, Worker
 
@@ -16,9 +15,6 @@ from gateway.keys import GROUP
 from gateway.redis_client import connect
 from settings import Settings, load
 from workers.lease import Leases
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 DRAIN_JOB = "workers.drain.drain_partition"
 KICK_TTL_MS = 30_000  # a queued drain job that never ran (lost queue) is re-queued after this
@@ -39,14 +35,6 @@ class Runtime:
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
         # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
         self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)
-        # A drain job's round trips for its partitions, made at once (they wait on Redis, not the CPU).
-        self.pool = ThreadPoolExecutor(max_workers=min(16, settings.partitions), thread_name_prefix="drain")
-
-    def each(self, items: Sequence[T], step: Callable[[T], R]) -> list[R]:
-        """`step` of every item, run side by side on the pool; in the items' order."""
-        if len(items) <= 1:
-            return [step(item) for item in items]
-        return list(self.pool.map(step, items))
 
     def _check(self, partition: int, mode: str, client: Any = None) -> Any:
         """kick.lua for one partition: "mark" queues-if-due (sets the marker), "check" only asks."""
@@ -104,7 +92,6 @@ class Runtime:
         )
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
         self.leases.stop()
         self.gw.close()
         self.rq_redis.close()
