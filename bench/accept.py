@@ -13,7 +13,7 @@ cores while they apply the writes.
 
 Needs wrk (`apt-get install wrk`).
 
-    .venv/bin/python -m bench.accept --seconds 10
+    .venv/bin/python -m bench.accept --seconds 8
 """
 
 from __future__ import annotations
