@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 import redis
+from rq import Queue, Worker
 
+from gateway.keys import Keys
 from tests.conftest import ROOT
 from tests.services import missing
 
@@ -105,11 +107,30 @@ def test_procfile_processes_accept_and_apply_over_http(
     assert call(web, "GET", "/readyz")[0] == 200
 
 
-def test_worker_stops_cleanly_on_sigterm(start_worker: Any) -> None:
+def test_worker_stops_cleanly_on_sigterm(start_worker: Any, settings_env: dict[str, str]) -> None:
     worker = start_worker()
-    time.sleep(1.5)  # started and idle
+    queue = Queue(
+        Keys(settings_env["KEY_PREFIX"]).rq_queue(),
+        connection=redis.Redis.from_url(settings_env["REDIS_URL"]),
+    )
+    wait_for(lambda: Worker.all(queue=queue), 30, "the worker listening")
+    time.sleep(0.5)  # idle, waiting for jobs
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
+
+
+def test_worker_stops_cleanly_on_sigterm_while_starting(start_worker: Any) -> None:
+    """A deploy can stop a worker that is still starting: here it waits for a Redis that accepts
+    connections and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        worker = start_worker(REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        time.sleep(4)  # past its imports, waiting on Redis
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
 
 
 @pytest.fixture

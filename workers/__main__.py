@@ -9,6 +9,7 @@ many of these processes as the load needs.
 from __future__ import annotations
 
 import logging
+import signal
 
 from rq import SimpleWorker
 
@@ -19,6 +20,9 @@ from workers.scheduler import Scheduler
 
 
 def main() -> None:
+    # Until RQ installs its own handlers (once the worker runs), a SIGTERM (a deploy while the
+    # process is still starting) ends it cleanly instead of killing it by the signal.
+    signal.signal(signal.SIGTERM, _exit_while_starting)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = runtime.Runtime(load())
     runtime.install(rt)
@@ -40,6 +44,10 @@ def main() -> None:
         stop_notifiers(notifiers)
         scheduler.stop()
         rt.close()
+
+
+def _exit_while_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
