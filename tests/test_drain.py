@@ -108,3 +108,26 @@ def test_a_job_takes_its_share_of_the_partitions_and_hands_on_the_rest(
     assert sorted(queued) == sorted(set(range(4)) - set(drained))
     statuses = {p: client.get(f"/api/commands/{c}").json["status"] for p, c in ids.items()}
     assert statuses == {p: "applied" if p in drained else "pending" for p in range(4)}
+
+
+def test_a_partition_with_nothing_left_is_let_go_while_the_others_drain(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that reaches an idle partition must not wait for the end of a job busy with
+    another one: the job gives the idle partition's lease back at once."""
+    accept_in(client, 0)
+    accept_in(client, 1)
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+    partition_0_held: list[int] = []
+
+    def apply_and_keep_partition_1_busy(commands: Any) -> Any:
+        partition_0_held.append(rt.gw.redis.exists(rt.gw.keys.lease(0)))
+        if len(partition_0_held) < 4:
+            accept_in(client, 1)  # more work for partition 1 only
+        return real(commands)
+
+    monkeypatch.setattr(store, "apply", apply_and_keep_partition_1_busy)
+    drain_partition(0)
+    assert partition_0_held[0] == 1  # the first pass applied both partitions
+    assert partition_0_held[-1] == 0  # partition 0 was let go while partition 1 still drained

@@ -102,9 +102,10 @@ def drain_partition(partition: int) -> str:
         rt.kick_many(candidates)  # the rest of the due partitions: jobs of their own, for other workers
         drain_together(rt, drainers, deadline)
     finally:
-        for drainer in drainers:
-            rt.leases.release(drainer.lease)
-    rt.kick_many(d.partition for d in drainers)  # work that came in meanwhile, or the rest of a backlog
+        held = [d for d in drainers if not d.released]
+        for drainer in held:
+            drainer.release()
+    rt.kick_many(d.partition for d in held)  # work that came in meanwhile, or the rest of a backlog
     return "; ".join(d.summary() for d in drainers) or "busy: other workers hold the partitions"
 
 
@@ -113,15 +114,26 @@ def drain_together(rt: runtime.Runtime, drainers: list[Drainer], deadline: float
     apply the due ones together, record each partition's results. A partition leaves when it has
     nothing more to do, loses its lease, or fails (it is then paused; the others go on)."""
     active = [d for d in drainers if d.guarded(d.claim)]
+    _let_go(rt, [d for d in drainers if d not in active])
     while active and time.monotonic() < deadline:
+        held = list(active)
         passes = _gather(rt, active)
-        if not passes:
-            break
-        results = apply_ready(rt.gw, [e for _, step in passes for e in step.ready])
-        for drainer, step in passes:
-            moved = _record(drainer, step, results)
-            if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
-                active.remove(drainer)
+        if passes:
+            results = apply_ready(rt.gw, [e for _, step in passes for e in step.ready])
+            for drainer, step in passes:
+                moved = _record(drainer, step, results)
+                if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
+                    active.remove(drainer)
+        _let_go(rt, [d for d in held if d not in active])
+
+
+def _let_go(rt: runtime.Runtime, done: list[Drainer]) -> None:
+    """Release at once the partitions this job is done with, and queue a job for any that got
+    work meanwhile: they must not wait for the others' slice to end."""
+    for drainer in done:
+        drainer.release()
+    if done:
+        rt.kick_many(d.partition for d in done)
 
 
 def _record(drainer: Drainer, step: Step, results: dict[Entry, Result]) -> bool | None:
@@ -141,7 +153,9 @@ def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, S
     if settings.batch_wait_ms and 0 < sum(len(raw) for _, raw in reading) < settings.batch_size:
         time.sleep(settings.batch_wait_ms / 1000)  # let the batch fill up
         for d, raw in reading:
-            raw += d.guarded(lambda d=d: d.read_new(share)) or []
+            room = share - len(raw)
+            if room > 0:
+                raw += d.guarded(lambda d=d, room=room: d.read_new(room)) or []
     steps = [(d, d.guarded(lambda d=d, raw=raw: d.prepare(raw))) for d, raw in reading]
     passes = [(d, step) for d, step in steps if step is not None]
     kept = {id(d) for d, _ in passes}
@@ -169,6 +183,13 @@ class Drainer:
         self.applied = 0
         self.failed = 0
         self.failed_with = ""  # why draining this partition failed (it was paused)
+        self.released = False
+
+    def release(self) -> None:
+        """Give the partition's lease back (once)."""
+        if not self.released:
+            self.released = True
+            self.rt.leases.release(self.lease)
 
     def summary(self) -> str:
         if self.failed_with:
