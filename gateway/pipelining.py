@@ -70,10 +70,16 @@ class ScriptBatcher:
         self._queue.append(call)
         while not call.done:
             call.ready.clear()  # before trying the lock: a wake-up from a sender that releases it next counts
+            if call.done:  # finished by a sender just before the clear
+                break
             if self._sending.acquire(blocking=False):
                 try:
                     while not call.done:
-                        self._send(self._take())
+                        batch = self._take()
+                        if not batch:  # never: a call not done is queued while nobody sends
+                            call.finish(redis.ConnectionError("the call was lost before it was sent"))
+                            break
+                        self._send(batch)
                 finally:
                     self._sending.release()
                     self._wake_next()

@@ -17,7 +17,7 @@ import redis
 
 from gateway.commands import accept, prepare
 from gateway.context import Gateway
-from gateway.pipelining import ScriptBatcher
+from gateway.pipelining import ScriptBatcher, _Call
 from settings import load
 from tests.conftest import ROOT
 
@@ -132,12 +132,30 @@ def test_a_caller_never_waits_on_a_wake_up_that_does_not_come(client: redis.Redi
     assert outcome == [["late", 1]]
 
 
+def test_an_interrupted_sender_fails_its_batch_as_lost_and_frees_the_line(
+    client: redis.Redis, counter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's greenlet killed mid-batch: its callers get a ConnectionError (503), not the
+    sender's own interruption, and the next call goes through."""
+    batcher = ScriptBatcher(client, client.register_script(SCRIPT))
+    real = batcher._pipeline
+    monkeypatch.setattr(batcher, "_pipeline", lambda batch: (_ for _ in ()).throw(KeyboardInterrupt()))
+    other = _Call([counter], ["queued"])  # another caller's call, waiting in the same batch
+    batcher._queue.append(other)
+    with pytest.raises(KeyboardInterrupt):
+        batcher([counter], ["sender"])
+    assert isinstance(other.error, redis.ConnectionError) and "interrupted" in str(other.error)
+    assert not batcher._sending.locked()
+    monkeypatch.setattr(batcher, "_pipeline", real)
+    assert batcher([counter], ["after"]) == ["after", 1]
+
+
 GEVENT_CALLS = """
 from gevent import monkey
 monkey.patch_all()
 import json, sys
 import gevent, redis
-from gateway.pipelining import ScriptBatcher
+from gateway.pipelining import ScriptBatcher, _Call
 client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 batcher = ScriptBatcher(client, client.register_script(sys.argv[3]))
 jobs = [gevent.spawn(batcher, [sys.argv[2]], [f"g{i}"]) for i in range(300)]
@@ -167,8 +185,8 @@ def test_greenlets_share_round_trips(redis_url: str, counter: str) -> None:
 
 
 def test_an_accept_call_sent_twice_queues_one_command(redis_url: str, prefix: str) -> None:
-    """A client that resends a call after losing its reply (redis-py retries on a timeout)
-    finds the command recorded and queues nothing more."""
+    """A client that resends a call after losing its reply (a retry policy on the connection,
+    a batch sent again) finds the command recorded and queues nothing more."""
     gw = Gateway(load(redis_url=redis_url, key_prefix=prefix))
     try:
         call = prepare(gw, "alice", "create", "notes", "n1", {"text": "hi"})
