@@ -131,3 +131,28 @@ def test_a_partition_with_nothing_left_is_let_go_while_the_others_drain(
     drain_partition(0)
     assert partition_0_held[0] == 1  # the first pass applied both partitions
     assert partition_0_held[-1] == 0  # partition 0 was let go while partition 1 still drained
+
+
+def test_a_busy_job_takes_up_a_partition_that_gets_work(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command reaching a partition nobody holds, while a job is busy, is applied by that job
+    in a later pass: it does not wait for a job of its own."""
+    accept_in(client, 0)
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+    late: list[str] = []
+    queued: list[int] = []
+    monkeypatch.setattr(rt, "enqueue_drain", queued.append)
+
+    def apply_and_send_more(commands: Any) -> Any:
+        if not late:
+            late.append(accept_in(client, 2))  # a partition the job does not hold
+            accept_in(client, 0)  # and more for the one it holds, so that it goes on
+        return real(commands)
+
+    monkeypatch.setattr(store, "apply", apply_and_send_more)
+    summary = drain_partition(0)
+    assert client.get(f"/api/commands/{late[0]}").json["status"] == "applied"
+    assert "partition 2: applied 1" in summary
+    assert 2 not in queued  # no job of its own was needed

@@ -84,23 +84,40 @@ def drain_partition(partition: int) -> str:
     holder, together, until the time slice ends. One job serves several partitions, so that a
     partition waits for the next job to start, not for a job of its own (RQ's bookkeeping costs
     ~3 ms a job); it takes its share (the due partitions divided among the live workers), not
-    all of them, so that the other workers' jobs find partitions to drain. Returns a summary
-    for RQ's logs."""
+    all of them, so that the other workers' jobs find partitions to drain. Between passes it
+    takes up partitions that got work and have no holder, up to its part of all the partitions,
+    so that their commands need not wait for a job of their own. Returns a summary for RQ's
+    logs."""
     rt = runtime.current()
     rt.gw.redis.delete(rt.gw.keys.kick(partition))
     deadline = time.monotonic() + rt.gw.settings.drain_slice_seconds
     count = rt.gw.settings.partitions
     due = rt.due([(partition + step) % count for step in range(1, count)])
-    share = max(1, -(-(len(due) + 1) // rt.live_workers()))
+    workers = rt.live_workers()
+    share = max(1, -(-(len(due) + 1) // workers))
+    most = max(share, -(-count // workers))
     drainers: list[Drainer] = []
-    candidates = [partition, *due]
-    try:
-        while candidates and len(drainers) < share:
+
+    def take(candidates: list[int], room: int) -> list[Drainer]:
+        taken: list[Drainer] = []
+        while candidates and len(taken) < room:
             lease = rt.leases.acquire(candidates.pop(0))
             if lease is not None:
-                drainers.append(Drainer(rt, lease, deadline))
+                taken.append(Drainer(rt, lease, deadline))
+        drainers.extend(taken)
+        return taken
+
+    def take_up(active: list[Drainer]) -> list[Drainer]:
+        if len(active) >= most:
+            return []
+        held = {d.partition for d in active}
+        return take(rt.due([p for p in range(count) if p not in held]), most - len(active))
+
+    try:
+        candidates = [partition, *due]
+        take(candidates, share)
         rt.kick_many(candidates)  # the rest of the due partitions: jobs of their own, for other workers
-        drain_together(rt, drainers, deadline)
+        drain_together(rt, list(drainers), deadline, take_up)
     finally:
         held = [d for d in drainers if not d.released]
         for drainer in held:
@@ -109,13 +126,24 @@ def drain_partition(partition: int) -> str:
     return "; ".join(d.summary() for d in drainers) or "busy: other workers hold the partitions"
 
 
-def drain_together(rt: runtime.Runtime, drainers: list[Drainer], deadline: float) -> None:
+def drain_together(
+    rt: runtime.Runtime,
+    drainers: list[Drainer],
+    deadline: float,
+    take_up: Callable[[list[Drainer]], list[Drainer]] | None = None,
+) -> None:
     """Pass after pass, read the held partitions' entries (a batch in all, shared among them),
     apply the due ones together, record each partition's results. A partition leaves when it has
-    nothing more to do, loses its lease, or fails (it is then paused; the others go on)."""
-    active = [d for d in drainers if d.guarded(d.claim)]
-    _let_go(rt, [d for d in drainers if d not in active])
-    while active and time.monotonic() < deadline:
+    nothing more to do, loses its lease, or fails (it is then paused; the others go on).
+    `take_up(active)` gives partitions to add before each later pass."""
+    active: list[Drainer] = []
+    joining = drainers
+    while time.monotonic() < deadline:
+        claimed = [d for d in joining if d.guarded(d.claim)]
+        _let_go(rt, [d for d in joining if d not in claimed])
+        active += claimed
+        if not active:
+            break
         held = list(active)
         passes = _gather(rt, active)
         if passes:
@@ -125,6 +153,7 @@ def drain_together(rt: runtime.Runtime, drainers: list[Drainer], deadline: float
                 if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
                     active.remove(drainer)
         _let_go(rt, [d for d in held if d not in active])
+        joining = take_up(active) if take_up and active else []
 
 
 def _let_go(rt: runtime.Runtime, done: list[Drainer]) -> None:
