@@ -156,3 +156,12 @@ def test_a_busy_job_takes_up_a_partition_that_gets_work(
     assert client.get(f"/api/commands/{late[0]}").json["status"] == "applied"
     assert "partition 2: applied 1" in summary
     assert 2 not in queued  # no job of its own was needed
+
+
+def test_a_partition_that_applies_again_forgets_its_outages(rt: runtime.Runtime, client: Any) -> None:
+    """The outage backoff starts over once the store commits again."""
+    rt.gw.redis.set(rt.gw.keys.outages(0), 3)
+    command_id = accept_in(client, 0)
+    drain_partition(0)
+    assert client.get(f"/api/commands/{command_id}").json["status"] == "applied"
+    assert rt.gw.redis.exists(rt.gw.keys.outages(0)) == 0

@@ -213,6 +213,7 @@ class Drainer:
         self.failed = 0
         self.failed_with = ""  # why draining this partition failed (it was paused)
         self.released = False
+        self.outages_cleared = False
 
     def release(self) -> None:
         """Give the partition's lease back (once)."""
@@ -392,8 +393,11 @@ class Drainer:
             self.gw.redis.set(self.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
         if outage:
             pause(self.rt, self.partition, "store unavailable")
-        elif finished:
+        elif finished and not self.outages_cleared:
+            # The store works again: the next outage backs off from the start. Once per job is
+            # enough, as an outage ends this partition's part in it.
             self.gw.redis.delete(self.keys.outages(self.partition))
+            self.outages_cleared = True
         return bool(finished or retries) and not outage
 
     def _backoff_ms(self, attempt: int) -> int:
