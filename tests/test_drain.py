@@ -68,7 +68,7 @@ def test_a_worker_that_lost_its_lease_reads_no_new_entries(rt: runtime.Runtime, 
     lease = rt.leases.acquire(3)
     assert lease is not None
     rt.gw.redis.set(rt.gw.keys.lease(3), "99:another-worker")  # taken over meanwhile
-    drainer = Drainer(rt, lease, deadline=float("inf"))
+    drainer = Drainer(rt, lease)
 
     assert drainer.read() == []
     assert lease.lost.is_set()

@@ -103,7 +103,7 @@ def drain_partition(partition: int) -> str:
         while candidates and len(taken) < room:
             lease = rt.leases.acquire(candidates.pop(0))
             if lease is not None:
-                taken.append(Drainer(rt, lease, deadline))
+                taken.append(Drainer(rt, lease))
         drainers.extend(taken)
         return taken
 
@@ -187,8 +187,8 @@ def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, S
                 raw += d.guarded(lambda d=d, room=room: d.read_new(room)) or []
     steps = [(d, d.guarded(lambda d=d, raw=raw: d.prepare(raw))) for d, raw in reading]
     passes = [(d, step) for d, step in steps if step is not None]
-    kept = {id(d) for d, _ in passes}
-    active[:] = [d for d in active if id(d) in kept]
+    kept = {d for d, _ in passes}
+    active[:] = [d for d in active if d in kept]
     return passes
 
 
@@ -200,9 +200,8 @@ def describe(error: BaseException) -> str:
 class Drainer:
     """One held partition of a drain job: its reading and the recording of its results."""
 
-    def __init__(self, rt: runtime.Runtime, lease: Lease, deadline: float) -> None:
+    def __init__(self, rt: runtime.Runtime, lease: Lease) -> None:
         self.rt = rt
-        self.deadline = deadline
         self.gw = rt.gw
         self.settings = rt.gw.settings
         self.keys = rt.gw.keys

@@ -48,19 +48,13 @@ class Runtime:
         ]
         return self.gw.scripts.kick(keys=partition_keys, args=[KICK_TTL_MS, GROUP, mode], client=client)
 
-    def kick(self, partition: int) -> bool:
-        """Queue a drain job for the partition if it has due work and none is queued or running."""
-        if self._check(partition, "mark"):
-            self.enqueue_drain(partition)
-            return True
-        return False
-
     def kick_all(self) -> int:
-        """`kick` for every partition, in one round trip for the checks."""
+        """`kick_many` for every partition."""
         return self.kick_many(range(self.gw.settings.partitions))
 
     def kick_many(self, partitions: Iterable[int]) -> int:
-        """`kick` for each of `partitions`, in one round trip for the checks; how many got a job."""
+        """Queue a drain job for each of `partitions` that has due work and none queued or running,
+        with one round trip for the checks; how many got a job."""
         partitions = list(partitions)
         pipe = self.gw.redis.pipeline(transaction=False)
         for partition in partitions:
