@@ -27,6 +27,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from plugins.hookspecs import hookimpl
+from plugins.lookups import BoundedLookups
 from plugins.sql_tables import MappedTable, json_checked_columns
 from plugins.store import (
     Command,
@@ -76,6 +77,11 @@ CONNECT_TIMEOUT_SECONDS = 5
 # How long the answer "this collection has no table (yet)" is trusted before the database is
 # asked again: writes to a new collection check its table once in a while, not on every request.
 ABSENT_TABLE_SECONDS = 2.0
+# How long a write waits for its collection's table to be looked up (once per process), before it
+# is accepted without the store's check; and, while the database does not answer, how often the
+# lookup is retried in the background (writes do not wait for it then). See plugins.lookups.
+LOOKUP_WAIT_SECONDS = 1.0
+LOOKUP_RETRY_SECONDS = 2.0
 
 
 def make_engine(url: str) -> Engine:
@@ -206,6 +212,7 @@ class SqlStore(Store):
         self._lock = threading.Lock()
         self._table_lock = threading.Lock()
         self._ledger_ready = False
+        self._lookups = BoundedLookups(self._looked_up, wait=LOOKUP_WAIT_SECONDS, retry=LOOKUP_RETRY_SECONDS)
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -214,23 +221,15 @@ class SqlStore(Store):
             self._create(self.ledger)
         self._ledger_ready = True
 
-    def _layout(self, collection: str, *, recent_absence: bool = False) -> Layout | None:
+    def _layout(self, collection: str) -> Layout | None:
         """How `collection` is stored, when its table exists; None when it does not (yet).
 
         A table of exactly the columns `id` (primary key) and `doc` is a managed one; any other
-        is a team's table, reflected once per process and mapped column by column. With
-        `recent_absence`, a "no table" seen less than ABSENT_TABLE_SECONDS ago is trusted.
+        is a team's table, reflected once per process and mapped column by column.
         """
         layout = self._layouts.get(collection)
         if layout is not None or not is_collection(collection):
             return layout
-        seen_absent = self._absent.get(collection)
-        if (
-            recent_absence
-            and seen_absent is not None
-            and time.monotonic() - seen_absent < ABSENT_TABLE_SECONDS
-        ):
-            return None  # `validate` on every write: the database is asked at most every 2 s
         with self._lock:
             if collection in self._layouts:
                 return self._layouts[collection]
@@ -248,6 +247,11 @@ class SqlStore(Store):
                     layout = self._reflect(conn, collection)
             self._layouts[collection] = layout
             return layout
+
+    def _recently_absent(self, collection: str) -> bool:
+        """Whether "no table" was seen less than ABSENT_TABLE_SECONDS ago (and is trusted)."""
+        seen_absent = self._absent.get(collection)
+        return seen_absent is not None and time.monotonic() - seen_absent < ABSENT_TABLE_SECONDS
 
     def _reflect(self, conn: Connection, collection: str) -> MappedTable:
         table = sa.Table(collection, sa.MetaData(), autoload_with=conn)
@@ -295,10 +299,21 @@ class SqlStore(Store):
 
     def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
         """A team's table refuses unknown fields, wrong types and missing required columns;
-        a managed table (or a collection without a table yet) takes any document."""
-        with self._translated():
-            layout = self._layout(collection, recent_absence=True)
+        a managed table (or a collection without a table yet) takes any document.
+
+        The layout is known after the first write of a process; that first one waits for the
+        database at most LOOKUP_WAIT_SECONDS (StoreUnavailable past it), and none waits while
+        the database does not answer."""
+        layout = self._layouts.get(collection)
+        if layout is None and (not is_collection(collection) or self._recently_absent(collection)):
+            return []  # the database is asked about a collection without a table every 2 s at most
+        if layout is None:
+            layout = self._lookups.get(collection)
         return [] if layout is None else layout.validate(op, document)
+
+    def _looked_up(self, collection: str) -> Layout | None:
+        with self._translated():
+            return self._layout(collection)
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""A TCP proxy a test can cut and restore, to take a real database away from the workers."""
+"""TCP stand-ins for a database: a proxy a test can cut and restore, to take a real database away
+from the workers; a server that takes connections and never answers."""
 
 from __future__ import annotations
 
@@ -71,3 +72,34 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers, as a database host that hangs does; counts them."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._connections.append(client)  # held open, never read
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._connections:
+            conn.close()

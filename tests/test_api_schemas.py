@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ import orjson
 import pytest
 
 from plugins.hookspecs import hookimpl
-from plugins.sql_store import SqlStore
+from plugins.sql_store import CONNECT_TIMEOUT_SECONDS, LOOKUP_WAIT_SECONDS, SqlStore
 from plugins.store import Command, Document, Op, StoreUnavailable
 from settings import Settings
 from tests.api_support import assert_problem
+from tests.tcp_proxy import SilentServer
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]
@@ -249,3 +251,25 @@ def test_a_store_that_cannot_be_reached_does_not_hold_writes(make_app: Any, sche
     response = with_schema.patch("/api/notes/n", json={"n": 1})
     assert_problem(response, 503)
     assert response.get_json()["type"] == "/problems/store-unavailable"
+
+
+def test_a_database_that_never_answers_holds_no_write_past_the_lookup_wait(make_app: Any) -> None:
+    """The SQL store asks the database how a collection is stored; a hung database costs the first
+    write of the process LOOKUP_WAIT_SECONDS, not the connect timeout, and later writes nothing."""
+    silent = SilentServer()
+    try:
+        app = make_app(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{silent.port}/test")
+        client = app.test_client()
+        started = time.monotonic()
+        assert client.post("/api/rows", json={"any": 1}).status_code == 202
+        assert time.monotonic() - started < LOOKUP_WAIT_SECONDS + 1 < CONNECT_TIMEOUT_SECONDS
+        started = time.monotonic()
+        for n in range(10):
+            assert client.put(f"/api/rows/r{n}", json={"n": n}).status_code == 202
+        assert time.monotonic() - started < LOOKUP_WAIT_SECONDS
+        assert silent.connections == 1
+        gw = app.extensions["gateway"]
+        queued = sum(gw.redis.xlen(gw.keys.stream(p)) for p in range(gw.settings.partitions))
+        assert queued == 11
+    finally:
+        silent.close()

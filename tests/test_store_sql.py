@@ -18,8 +18,10 @@ import settings
 from gateway.problems import Problem
 from gateway.validation import check_collection
 from plugins.conformance import StoreConformance, cmd, walk
-from plugins.sql_store import LEDGER, SqlStore
+from plugins.sql_store import CONNECT_TIMEOUT_SECONDS, LEDGER, SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
+from tests.services import wait_until
+from tests.tcp_proxy import SilentServer, TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +134,7 @@ CALLS: dict[str, Callable[[SqlStore], object]] = {
     "list": lambda s: s.list("things", 10, None),
     "ping": lambda s: s.ping(),
     "setup": lambda s: s.setup(),
+    "validate": lambda s: s.validate("things", "create", {}),
 }
 
 
@@ -142,6 +145,59 @@ def test_an_unreachable_database_raises_store_unavailable(database: str, call: s
     with pytest.raises(StoreUnavailable):
         CALLS[call](store)
     store.close()
+
+
+def test_validate_does_not_wait_on_a_database_that_never_answers() -> None:
+    """A write's check waits for a hung database at most the lookup's wait, once, instead of the
+    connect timeout on every write; the lookup goes on in the background, alone."""
+    silent = SilentServer()
+    store = SqlStore(f"postgresql+psycopg://postgres@127.0.0.1:{silent.port}/test")
+    store._lookups.wait = 0.3
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
+            store.validate("things", "create", {"a": 1})
+        assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS / 2
+        started = time.monotonic()
+        for collection in ["things", "others"] * 20:
+            with pytest.raises(StoreUnavailable):
+                store.validate(collection, "create", {"a": 1})
+        assert time.monotonic() - started < 0.3  # no write waited for the database
+        assert silent.connections == 1
+    finally:
+        silent.close()
+        store.close()
+
+
+def test_validate_learns_a_tables_layout_once_the_database_is_back(postgres_url: str) -> None:
+    proxy = TcpProxy("127.0.0.1", sa.make_url(postgres_url).port or 5432).start()
+    store = SqlStore(sa.make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+    store._lookups.retry = 0.2
+    table = f"t_{secrets.token_hex(4)}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {table} (id varchar(20) PRIMARY KEY, title text NOT NULL)"))
+    try:
+        proxy.cut()
+        with pytest.raises(StoreUnavailable):
+            store.validate(table, "create", {"nope": 1})
+        proxy.restore()
+        time.sleep(0.2)
+        wait_until(lambda: _refuses(store, table), timeout=10, message="the layout was never learnt")
+        assert [e["field"] for e in store.validate(table, "create", {"nope": 1})] == ["nope", "title"]
+    finally:
+        proxy.cut()
+        store.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        engine.dispose()
+
+
+def _refuses(store: SqlStore, table: str) -> bool:
+    try:
+        return bool(store.validate(table, "create", {"nope": 1}))
+    except StoreUnavailable:
+        return False
 
 
 # -- settings and names ------------------------------------------------------------------------
