@@ -2,7 +2,8 @@
 
 Starts gunicorn (gunicorn.conf.py) and worker processes on PostgreSQL, sends creates over HTTP at
 a steady rate (open loop: each request leaves at its scheduled time, whatever the answers), then
-reads each command's acceptance and finish times from its status record and prints p50/p99/max.
+reads each command's acceptance and finish times from its status record and prints p50/p99/max,
+and the CPU each process group (web, workers, Redis, PostgreSQL) spent per command.
 
     .venv/bin/python -m bench.e2e --rate 500 --seconds 20
 """
@@ -22,6 +23,8 @@ from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
     clean,
+    cpu_snapshot,
+    cpu_used,
     fresh_prefix,
     gateway_for,
     gunicorn,
@@ -103,8 +106,10 @@ def main() -> None:
     try:
         with gunicorn("wsgi:app", env) as base, worker_processes(args.workers, env):
             wait_workers_ready(gw, args.workers)
+            before = cpu_snapshot()
             ids, late = send_steadily(int(base.rsplit(":", 1)[1]), args.rate, args.seconds)
             wait_drained(gw, timeout=120)
+            cpu = cpu_used(before, cpu_snapshot())
         pipe = gw.redis.pipeline(transaction=False)
         for command_id in ids:
             partition = partition_of_command(command_id, gw.settings.partitions)
@@ -125,6 +130,10 @@ def main() -> None:
         f"p99 {percentile(latencies, 99):.0f} ms, max {max(latencies)} ms, "
         f"mean {statistics.mean(latencies):.1f} ms (target p99 < 250 ms)"
     )
+    per_command = ", ".join(
+        f"{group.split()[0]} {seconds / len(ids) * 1e6:.0f}" for group, seconds in cpu.items()
+    )
+    print(f"  CPU per command (us): {per_command}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+
+from gateway.redis_client import RoundTrip
 
 # Enough to fill a few TCP segments; a larger backlog goes out as several batches in a row.
 MAX_BATCH = 256
@@ -102,13 +103,10 @@ class ScriptBatcher:
 
     def _send(self, batch: list[_Call]) -> None:
         try:
-            replies = self._pipeline(batch)
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                # Redis restarted or its scripts were flushed: nothing of those calls ran.
-                self._client.script_load(self._script.script)
-                retried = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-                for i, reply in zip(retried, self._pipeline([batch[i] for i in retried]), strict=True):
-                    replies[i] = reply
+            trip = RoundTrip(self._client)
+            for call in batch:
+                trip.script(self._script, call.keys, call.args)
+            replies = trip.send()  # a script Redis lost (restart, flush) is loaded and resent
         except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
             if isinstance(error, Exception):
                 for call in batch:
@@ -124,10 +122,3 @@ class ScriptBatcher:
         self.calls += len(batch)
         for call, reply in zip(batch, replies, strict=True):
             call.finish(reply)
-
-    def _pipeline(self, batch: list[_Call]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        sha = self._script.sha
-        for call in batch:
-            pipe.evalsha(sha, len(call.keys), *call.keys, *call.args)
-        return pipe.execute(raise_on_error=False)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from settings import Settings
 
@@ -63,3 +66,42 @@ class Scripts:
                 for name in cls.__dataclass_fields__
             }
         )
+
+
+class RoundTrip:
+    """Commands and script calls sent to Redis together, in one round trip (a pipeline without
+    MULTI); `send()` gives each one's reply, or its error in its place.
+
+    redis-py pipelines Script objects with a SCRIPT EXISTS round trip before every send; here
+    scripts go out as EVALSHA, and one that Redis lost (a restart, SCRIPT FLUSH) is loaded again
+    and its calls sent again: NOSCRIPT means that call did nothing.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def command(self, *args: Any) -> None:
+        self._calls.append((None, args))
+
+    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        self._calls.append((script, ("EVALSHA", script.sha, len(keys), *keys, *args)))
+
+    def send(self) -> list[Any]:
+        replies = self._pipeline(range(len(self._calls)))
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            for script in {id(s): s for s, _ in (self._calls[i] for i in lost) if s}.values():
+                self._client.script_load(script.script)
+            for i, reply in zip(lost, self._pipeline(lost), strict=True):
+                replies[i] = reply
+        return replies
+
+    def _pipeline(self, indexes: Sequence[int]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for i in indexes:
+            pipe.execute_command(*self._calls[i][1])
+        return pipe.execute(raise_on_error=False)

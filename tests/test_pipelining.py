@@ -18,6 +18,7 @@ import redis
 from gateway.commands import accept, prepare
 from gateway.context import Gateway
 from gateway.pipelining import ScriptBatcher, _Call
+from gateway.redis_client import RoundTrip
 from settings import load
 from tests.conftest import ROOT
 
@@ -138,15 +139,14 @@ def test_an_interrupted_sender_fails_its_batch_as_lost_and_frees_the_line(
     """The sender's greenlet killed mid-batch: its callers get a ConnectionError (503), not the
     sender's own interruption, and the next call goes through."""
     batcher = ScriptBatcher(client, client.register_script(SCRIPT))
-    real = batcher._pipeline
-    monkeypatch.setattr(batcher, "_pipeline", lambda batch: (_ for _ in ()).throw(KeyboardInterrupt()))
-    other = _Call([counter], ["queued"])  # another caller's call, waiting in the same batch
-    batcher._queue.append(other)
-    with pytest.raises(KeyboardInterrupt):
-        batcher([counter], ["sender"])
+    with monkeypatch.context() as patched:
+        patched.setattr(RoundTrip, "send", lambda trip: (_ for _ in ()).throw(KeyboardInterrupt()))
+        other = _Call([counter], ["queued"])  # another caller's call, waiting in the same batch
+        batcher._queue.append(other)
+        with pytest.raises(KeyboardInterrupt):
+            batcher([counter], ["sender"])
     assert isinstance(other.error, redis.ConnectionError) and "interrupted" in str(other.error)
     assert not batcher._sending.locked()
-    monkeypatch.setattr(batcher, "_pipeline", real)
     assert batcher([counter], ["after"]) == ["after", 1]
 
 

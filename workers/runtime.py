@@ -12,7 +12,7 @@ from rq import Queue, Worker
 
 from gateway.context import Gateway
 from gateway.keys import GROUP
-from gateway.redis_client import connect
+from gateway.redis_client import RoundTrip, connect
 from settings import Settings, load
 from workers.lease import Leases
 
@@ -36,17 +36,25 @@ class Runtime:
         # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
         self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)
 
-    def _check(self, partition: int, mode: str, client: Any = None) -> Any:
-        """kick.lua for one partition: "mark" queues-if-due (sets the marker), "check" only asks."""
+    def _checks(self, partitions: list[int], mode: str) -> list[Any]:
+        """kick.lua for each of `partitions`, in one round trip: "mark" queues-if-due (sets the
+        marker), "check" only asks."""
         keys = self.gw.keys
-        partition_keys = [
-            keys.stream(partition),
-            keys.lease(partition),
-            keys.pause(partition),
-            keys.wait(partition),
-            keys.kick(partition),
-        ]
-        return self.gw.scripts.kick(keys=partition_keys, args=[KICK_TTL_MS, GROUP, mode], client=client)
+        trip = RoundTrip(self.gw.redis)
+        for partition in partitions:
+            partition_keys = [
+                keys.stream(partition),
+                keys.lease(partition),
+                keys.pause(partition),
+                keys.wait(partition),
+                keys.kick(partition),
+            ]
+            trip.script(self.gw.scripts.kick, partition_keys, [KICK_TTL_MS, GROUP, mode])
+        replies = trip.send()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def kick_all(self) -> int:
         """`kick_many` for every partition."""
@@ -56,10 +64,8 @@ class Runtime:
         """Queue a drain job for each of `partitions` that has due work and none queued or running,
         with one round trip for the checks; how many got a job."""
         partitions = list(partitions)
-        pipe = self.gw.redis.pipeline(transaction=False)
-        for partition in partitions:
-            self._check(partition, "mark", pipe)
-        due = [p for p, queue_it in zip(partitions, pipe.execute(), strict=True) if queue_it]
+        marked = self._checks(partitions, "mark")
+        due = [p for p, queue_it in zip(partitions, marked, strict=True) if queue_it]
         for partition in due:
             self.enqueue_drain(partition)
         return len(due)
@@ -70,10 +76,7 @@ class Runtime:
 
     def due(self, partitions: list[int]) -> list[int]:
         """Those of `partitions` with work due now and nobody on them, in one round trip."""
-        pipe = self.gw.redis.pipeline(transaction=False)
-        for partition in partitions:
-            self._check(partition, "check", pipe)
-        return [p for p, is_due in zip(partitions, pipe.execute(), strict=True) if is_due]
+        return [p for p, is_due in zip(partitions, self._checks(partitions, "check"), strict=True) if is_due]
 
     def enqueue_drain(self, partition: int) -> None:
         self.queue.enqueue(
