@@ -3,6 +3,8 @@ what happens when draining one of them fails."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from gateway.ids import partition_of
 from settings import load
-from workers import runtime
+from workers import drain, runtime
 from workers.drain import drain_partition
 
 pytestmark = pytest.mark.integration
@@ -110,27 +112,69 @@ def test_a_job_takes_its_share_of_the_partitions_and_hands_on_the_rest(
     assert statuses == {p: "applied" if p in drained else "pending" for p in range(4)}
 
 
-def test_a_partition_with_nothing_left_is_let_go_while_the_others_drain(
+def test_a_partition_with_nothing_left_stays_with_its_job_and_gets_its_next_command_at_once(
     rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A command that reaches an idle partition must not wait for the end of a job busy with
-    another one: the job gives the idle partition's lease back at once."""
+    """A command that reaches a partition the job holds with nothing to do is applied by the
+    job's next pass: it waits neither for the end of the job nor for a job of its own."""
     accept_in(client, 0)
     accept_in(client, 1)
     store = rt.gw.stores.for_collection("things")
     real = store.apply
-    partition_0_held: list[int] = []
+    queued: list[int] = []
+    monkeypatch.setattr(rt, "enqueue_drain", queued.append)
+    passes: list[list[int]] = []
 
-    def apply_and_keep_partition_1_busy(commands: Any) -> Any:
-        partition_0_held.append(rt.gw.redis.exists(rt.gw.keys.lease(0)))
-        if len(partition_0_held) < 4:
-            accept_in(client, 1)  # more work for partition 1 only
+    def apply_and_send_more(commands: Any) -> Any:
+        passes.append(sorted(partition_of(c.collection, c.entity_id, 4) for c in commands))
+        if len(passes) < 3:
+            accept_in(client, 1)  # partition 1 stays busy
+        if len(passes) == 2:
+            accept_in(client, 0)  # partition 0 had nothing in the second pass
         return real(commands)
 
-    monkeypatch.setattr(store, "apply", apply_and_keep_partition_1_busy)
-    drain_partition(0)
-    assert partition_0_held[0] == 1  # the first pass applied both partitions
-    assert partition_0_held[-1] == 0  # partition 0 was let go while partition 1 still drained
+    monkeypatch.setattr(store, "apply", apply_and_send_more)
+    summary = drain_partition(0)
+    assert passes[:3] == [[0, 1], [1], [0, 1]]
+    assert "partition 0: applied 2" in summary and "partition 1: applied 3" in summary
+    assert queued == []
+
+
+def test_an_idle_job_waits_for_new_entries_then_ends(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing to read, the job blocks on its partitions' streams: a command arriving then
+    is applied by the same job; with none for LINGER_SECONDS, the job ends and lets go."""
+    first = accept_in(client, 0)
+    late: list[str] = []
+    real_wait = drain._wait_for_entries
+
+    def wait_and_send_one(rt: runtime.Runtime, idle: Any, seconds: float) -> bool:
+        if not late:
+            threading.Timer(0.02, lambda: late.append(accept_in(client, 0))).start()
+        return real_wait(rt, idle, seconds)
+
+    monkeypatch.setattr(drain, "_wait_for_entries", wait_and_send_one)
+    started = time.monotonic()
+    summary = drain_partition(0)
+    assert summary == "partition 0: applied 2, failed 0"
+    assert [client.get(f"/api/commands/{c}").json["status"] for c in [first, *late]] == ["applied"] * 2
+    assert time.monotonic() - started < rt.gw.settings.drain_slice_seconds  # ended idle, before its slice
+    assert rt.gw.redis.exists(rt.gw.keys.lease(0)) == 0
+
+
+def test_an_idle_job_ends_at_once_when_push_jobs_wait_for_its_worker(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accept_in(client, 0)
+    waits: list[float] = []
+    monkeypatch.setattr(drain, "_wait_for_entries", lambda rt, idle, seconds: waits.append(seconds))
+    push = rt.push_queue.enqueue("workers.notifier.no_such_job")  # a push waits (never run here)
+    try:
+        assert drain_partition(0) == "partition 0: applied 1, failed 0"
+    finally:
+        push.delete()
+    assert waits == []
 
 
 def test_a_busy_job_takes_up_a_partition_that_gets_work(

@@ -5,14 +5,16 @@ holding their leases, so commands of one entity are applied by one worker at a t
 (acceptance) order.
 
 Each pass reads, from each partition held, the entries this worker already holds (pending:
-crashed, waiting for a retry, or blocked behind one) and then new ones, up to BATCH_SIZE in all,
-and applies the due ones with one transaction per store for all the partitions together: under
+crashed, waiting for a retry, or blocked behind one) and then new ones, up to BATCH_SIZE in all
+(one round trip to Redis for all the partitions, and one more for the command records), and
+applies the due ones with one transaction per store for all the partitions together: under
 a steady trickle of commands spread over the partitions, a transaction (and its commit) carries
 every partition's few new commands instead of one partition's. When a batch fails, its commands
 are applied one by one, so that a bad command fails alone; a command that fails waits for its
 retry and holds back the later commands of its entity (order), not the others. A store that
 cannot be reached pauses the partitions without counting an attempt. Nothing is acknowledged
-before its store has committed.
+before its store has committed. A job keeps the partitions with nothing to read until its slice
+ends, waiting on their streams when all are idle, and ends early only once idle for a while.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 import redis
@@ -31,6 +33,7 @@ from gateway.commands import now_ms
 from gateway.context import Gateway, ensure_group
 from gateway.ids import seq_of
 from gateway.keys import GROUP
+from gateway.redis_client import RoundTrip
 from plugins.store import Command, Rejected, Store, StoreUnavailable
 from settings import Settings
 from workers import runtime
@@ -41,6 +44,12 @@ log = logging.getLogger("gateway.drain")
 T = TypeVar("T")
 
 RECORD_FIELDS = ("op", "col", "eid", "uid", "att", "nxt", "pl", "st")
+RawEntry = tuple[str, dict[str, str] | None]  # an entry id and its fields (None: deleted)
+# How long a job whose partitions all have nothing to read waits for a new entry on one of them
+# before it ends (unless other jobs wait for its worker): RQ's bookkeeping costs ~3 ms a job.
+LINGER_SECONDS = 0.2
+# How often a busy job looks for partitions that got work and that nobody holds.
+TAKE_UP_SECONDS = 0.05
 FINISH_CHUNK = 250  # commands finished per script call, so that Redis is never blocked long
 OUTAGE_MEMORY_SECONDS = 600  # consecutive outages are counted for the backoff within this window
 
@@ -134,11 +143,20 @@ def drain_together(
 ) -> None:
     """Pass after pass, read the held partitions' entries (a batch in all, shared among them),
     apply the due ones together, record each partition's results. A partition leaves when it has
-    nothing more to do, loses its lease, or fails (it is then paused; the others go on).
-    `take_up(active)` gives partitions to add before each later pass."""
+    only retries to wait for, loses its lease, or fails (it is then paused; the others go on).
+
+    One with nothing to read stays: when none has anything, the job waits for new entries on
+    their streams, and ends after LINGER_SECONDS without any, or at once when push jobs wait for
+    this worker. Under a steady flow of commands a job so keeps its partitions for its whole
+    slice, instead of ending and being queued again for every few commands. `take_up(active)`
+    gives partitions to add (those that got work meanwhile, up to the job's part of all the
+    partitions: a drain job queued for one of them finds it taken and ends at once); it is asked
+    every TAKE_UP_SECONDS."""
     active: list[Drainer] = []
     joining = drainers
-    while time.monotonic() < deadline:
+    next_take_up = time.monotonic() + TAKE_UP_SECONDS
+    idle_since: float | None = None
+    while (now := time.monotonic()) < deadline:
         claimed = [d for d in joining if d.guarded(d.claim)]
         _let_go(rt, [d for d in joining if d not in claimed])
         active += claimed
@@ -147,13 +165,31 @@ def drain_together(
         held = list(active)
         passes = _gather(rt, active)
         if passes:
+            idle_since = None
             results = apply_ready(rt.gw, [e for _, step in passes for e in step.ready])
             for drainer, step in passes:
                 moved = _record(drainer, step, results)
                 if not (moved or step.forgot) or drainer.failed_with or drainer.lease.lost.is_set():
                     active.remove(drainer)
         _let_go(rt, [d for d in held if d not in active])
-        joining = take_up(active) if take_up and active else []
+        if active and not passes:
+            idle_since = idle_since or now
+            lingered = now - idle_since
+            if lingered >= LINGER_SECONDS or rt.pushes_waiting():
+                break
+            wait = min(TAKE_UP_SECONDS, LINGER_SECONDS - lingered, deadline - now)
+            _wait_for_entries(rt, active, wait)
+        joining = []
+        if take_up and active and time.monotonic() >= next_take_up:
+            joining = take_up(active)
+            next_take_up = time.monotonic() + TAKE_UP_SECONDS
+
+
+def _wait_for_entries(rt: runtime.Runtime, idle: list[Drainer], seconds: float) -> bool:
+    """Block until an entry reaches one of the idle partitions' streams (True) or `seconds` pass
+    (False). Each stream is read after the newest entry its last read found, so none is missed."""
+    reply = rt.gw.redis.xread({d.stream: d.newest for d in idle}, count=1, block=max(1, int(seconds * 1000)))
+    return bool(reply)
 
 
 def _let_go(rt: runtime.Runtime, done: list[Drainer]) -> None:
@@ -174,10 +210,11 @@ def _record(drainer: Drainer, step: Step, results: dict[Entry, Result]) -> bool 
 
 def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, Step]]:
     """One pass's entries: each active partition's pending ones and its share of a batch of new
-    ones. Removes from `active` the partitions with nothing to read or whose reading failed."""
+    ones, read for all of them in one round trip, and their records in another. Removes from
+    `active` the partitions whose reading failed; those with nothing to read stay, idle."""
     settings = rt.gw.settings
     share = max(1, settings.batch_size // len(active))
-    raws = [(d, d.guarded(lambda d=d: d.read(share))) for d in active]
+    raws = _read_all(rt, active, share)
     reading = [(d, raw) for d, raw in raws if raw]
     if settings.batch_wait_ms and 0 < sum(len(raw) for _, raw in reading) < settings.batch_size:
         time.sleep(settings.batch_wait_ms / 1000)  # let the batch fill up
@@ -185,11 +222,39 @@ def _gather(rt: runtime.Runtime, active: list[Drainer]) -> list[tuple[Drainer, S
             room = share - len(raw)
             if room > 0:
                 raw += d.guarded(lambda d=d, room=room: d.read_new(room)) or []
-    steps = [(d, d.guarded(lambda d=d, raw=raw: d.prepare(raw))) for d, raw in reading]
+    records = _load_all(rt, reading)
+    steps = [(d, d.guarded(lambda d=d, raw=raw, rec=rec: d.prepare(raw, rec))) for (d, raw), rec in records]
     passes = [(d, step) for d, step in steps if step is not None]
-    kept = {d for d, _ in passes}
-    active[:] = [d for d in active if d in kept]
+    failed = {d for d, raw in raws if raw is None} | {d for d, step in steps if step is None}
+    active[:] = [d for d in active if d not in failed]
     return passes
+
+
+def _read_all(
+    rt: runtime.Runtime, active: list[Drainer], share: int
+) -> list[tuple[Drainer, list[RawEntry] | None]]:
+    """Each partition's pending entries (up to `share`) and new ones (up to `share`), in one round
+    trip for all; None for a partition whose reading failed (it is paused)."""
+    trip = RoundTrip(rt.gw.redis)
+    for d in active:
+        d.queue_read(trip, share)
+    replies = trip.send()
+    return [
+        (d, d.guarded(lambda d=d, i=i: d.take_read(replies[2 * i], replies[2 * i + 1], share)))
+        for i, d in enumerate(active)
+    ]
+
+
+def _load_all(
+    rt: runtime.Runtime, reading: list[tuple[Drainer, list[RawEntry]]]
+) -> list[tuple[tuple[Drainer, list[RawEntry]], list[Any]]]:
+    """The command records of every entry read, in one round trip for all the partitions."""
+    trip = RoundTrip(rt.gw.redis)
+    counts = [d.queue_load(trip, raw) for d, raw in reading]
+    replies = iter(trip.send())
+    return [
+        (pair, [next(replies) for _ in range(count)]) for pair, count in zip(reading, counts, strict=True)
+    ]
 
 
 def describe(error: BaseException) -> str:
@@ -213,6 +278,7 @@ class Drainer:
         self.failed_with = ""  # why draining this partition failed (it was paused)
         self.released = False
         self.outages_cleared = False
+        self.newest = "0-0"  # the newest entry of the stream its last read found delivered
 
     def release(self) -> None:
         """Give the partition's lease back (once)."""
@@ -255,54 +321,83 @@ class Drainer:
             if start == "0-0":
                 return True
 
-    def read(self, size: int | None = None) -> list[tuple[str, dict[str, str] | None]]:
-        """This worker's pending entries, oldest first (all of them: they come before any new
-        one), then up to `size` new ones (default BATCH_SIZE), so that retries waiting in the
-        pending list never hold back the other entities."""
+    def queue_read(self, trip: RoundTrip, size: int) -> None:
+        """Add to `trip` the two reads of a pass: this worker's pending entries, oldest first (they
+        come before any new one), then new ones, so that retries waiting in the pending list
+        never hold back the other entities. New entries are read only while the lease is held, so
+        a worker that lost it cannot take entries the new holder would apply out of order."""
+        trip.command("XREADGROUP", "GROUP", GROUP, self.rt.name, "COUNT", size, "STREAMS", self.stream, "0")
+        trip.script(
+            self.gw.scripts.read,
+            [self.keys.lease(self.partition), self.stream],
+            [self.lease.token, GROUP, self.rt.name, size],
+        )
+
+    def take_read(self, pending: Any, new: Any, size: int) -> list[RawEntry]:
+        """The entries of the replies to `queue_read`'s reads (a full page of pending entries is
+        followed by the rest of them first)."""
+        if isinstance(pending, Exception):
+            return self._no_group(pending)
+        entries = page = _entries(pending)
+        while len(page) == size:
+            page = self._xreadgroup(page[-1][0], size)
+            entries = entries + page
+        if isinstance(new, Exception):
+            return self._no_group(new)
+        if new is None:
+            self.lease.lost.set()
+            return []
+        if isinstance(new, str):  # nothing new: every entry is delivered, the newest is `new`
+            self.newest = new
+            return entries
+        fresh = _entries(new)
+        if fresh:
+            self.newest = fresh[-1][0]
+        # A page of pending entries read after the new ones were delivered also holds them.
+        known = {entry_id for entry_id, _ in entries}
+        return entries + [entry for entry in fresh if entry[0] not in known]
+
+    def read(self, size: int | None = None) -> list[RawEntry]:
+        """This worker's pending entries, then up to `size` new ones (default BATCH_SIZE)."""
         size = size or self.settings.batch_size
-        entries: list[tuple[str, dict[str, str] | None]] = []
-        after = "0"
-        while True:
-            page = self._xreadgroup(after, size)
-            entries += page
-            if len(page) < size:
-                break
-            after = page[-1][0]
-        return entries + self.read_new(size)
+        trip = RoundTrip(self.gw.redis)
+        self.queue_read(trip, size)
+        return self.take_read(*trip.send(), size)
 
-    def read_new(self, size: int) -> list[tuple[str, dict[str, str] | None]]:
+    def read_new(self, size: int) -> list[RawEntry]:
         """Up to `size` entries nobody has read yet."""
-        return self._xreadgroup(">", size)
+        trip = RoundTrip(self.gw.redis)
+        self.queue_read(trip, size)
+        new = trip.send()[1]
+        if isinstance(new, Exception):
+            return self._no_group(new)
+        if new is None:
+            self.lease.lost.set()
+            return []
+        return [] if isinstance(new, str) else _entries(new)
 
-    def _xreadgroup(self, after: str, count: int) -> list[tuple[str, dict[str, str] | None]]:
-        """Entries after `after` ("0": this worker's pending ones; ">": new ones, read only while
-        the lease is held, so a worker that lost it cannot take entries out of order)."""
+    def _xreadgroup(self, after: str, count: int) -> list[RawEntry]:
+        """This worker's pending entries after `after`."""
         try:
-            if after == ">":
-                reply = self.gw.scripts.read(
-                    keys=[self.keys.lease(self.partition), self.stream],
-                    args=[self.lease.token, GROUP, self.rt.name, count],
-                )
-                if reply is None:
-                    self.lease.lost.set()
-                    return []
-            else:
-                reply = self.gw.redis.xreadgroup(GROUP, self.rt.name, {self.stream: after}, count=count)
+            reply = self.gw.redis.xreadgroup(GROUP, self.rt.name, {self.stream: after}, count=count)
         except redis.ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            ensure_group(self.gw.redis, self.keys, self.partition)
-            return []
-        if not reply:
-            return []
-        return [(entry_id, _fields(fields)) for entry_id, fields in reply[0][1]]
+            return self._no_group(error)
+        return _entries(reply)
+
+    def _no_group(self, error: Exception) -> list[RawEntry]:
+        """The stream or its group is gone (Redis lost its data): create them, nothing to read."""
+        if not isinstance(error, redis.ResponseError) or "NOGROUP" not in str(error):
+            raise error
+        ensure_group(self.gw.redis, self.keys, self.partition)
+        return []
 
     # -- one pass ----------------------------------------------------------------------------
 
-    def prepare(self, raw: list[tuple[str, dict[str, str] | None]]) -> Step:
-        """What is due among `raw`: an entry waiting for its retry holds back the later entries of
-        its entity (order); entries without a pending command are dropped."""
-        entries, orphans = self._load(raw)
+    def prepare(self, raw: list[RawEntry], records: list[Any]) -> Step:
+        """What is due among `raw`, given the records `queue_load` asked for: an entry waiting
+        for its retry holds back the later entries of its entity (order); entries without a
+        pending command are dropped."""
+        entries, orphans = self._load(raw, records)
         if orphans:
             self._forget(orphans)
         now = now_ms()
@@ -319,19 +414,25 @@ class Drainer:
             ready.append(entry)
         return Step(ready, waits, bool(orphans))
 
-    def _load(
-        self, raw: list[tuple[str, dict[str, str] | None]]
-    ) -> tuple[list[tuple[Entry, int]], list[str]]:
-        """Each entry with its command and the time it is due; orphans have no pending record."""
-        pipe = self.gw.redis.pipeline(transaction=False)
+    def queue_load(self, trip: RoundTrip, raw: list[RawEntry]) -> int:
+        """Add to `trip` a read of the command record of each entry of `raw`; how many."""
+        count = 0
         for _, fields in raw:
             if fields:
-                pipe.hmget(self.keys.command(self.partition, fields["c"]), RECORD_FIELDS)
-        records = iter(pipe.execute())
+                trip.command("HMGET", self.keys.command(self.partition, fields["c"]), *RECORD_FIELDS)
+                count += 1
+        return count
+
+    def _load(self, raw: list[RawEntry], records: list[Any]) -> tuple[list[tuple[Entry, int]], list[str]]:
+        """Each entry with its command and the time it is due; orphans have no pending record."""
+        replies = iter(records)
         entries: list[tuple[Entry, int]] = []
         orphans: list[str] = []
         for entry_id, fields in raw:
-            record = dict(zip(RECORD_FIELDS, next(records), strict=False)) if fields else {}
+            reply = next(replies) if fields else []
+            if isinstance(reply, Exception):
+                raise reply
+            record = dict(zip(RECORD_FIELDS, reply, strict=False))
             if record.get("st") != "pending":
                 orphans.append(entry_id)  # deleted entry, or its record is gone or finished
                 continue
@@ -484,6 +585,13 @@ def _apply_one_by_one(store: Store, entries: list[Entry]) -> dict[Entry, Result]
             blocked.add(entry.entity)
         results[entry] = result
     return results
+
+
+def _entries(reply: Any) -> list[RawEntry]:
+    """The entries of one stream's XREADGROUP reply, from redis-py or from a script."""
+    if not reply:
+        return []
+    return [(entry_id, _fields(fields)) for entry_id, fields in reply[0][1]]
 
 
 def _fields(raw: dict[str, str] | list[str] | None) -> dict[str, str] | None:

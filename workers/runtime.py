@@ -70,6 +70,10 @@ class Runtime:
             self.enqueue_drain(partition)
         return len(due)
 
+    def pushes_waiting(self) -> bool:
+        """Whether push notification jobs wait for this process's worker."""
+        return self.push_queue.count > 0
+
     def live_workers(self) -> int:
         """Workers listening on the drain queue (RQ's registry of them), this one included."""
         return max(1, Worker.count(queue=self.queue))
