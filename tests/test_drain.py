@@ -177,6 +177,32 @@ def test_an_idle_job_ends_at_once_when_push_jobs_wait_for_its_worker(
     assert waits == []
 
 
+def test_a_busy_job_ends_early_when_push_jobs_wait_and_queues_its_remaining_work(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accept_in(client, 0)
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+    queued: list[int] = []
+    monkeypatch.setattr(rt, "enqueue_drain", queued.append)
+    pushes: list[Any] = []
+
+    def apply_and_send_more(commands: Any) -> Any:
+        accept_in(client, 0)  # partition 0 never runs dry
+        if not pushes:
+            pushes.append(rt.push_queue.enqueue("workers.notifier.no_such_job"))  # never run here
+        return real(commands)
+
+    monkeypatch.setattr(store, "apply", apply_and_send_more)
+    started = time.monotonic()
+    try:
+        drain_partition(0)
+    finally:
+        pushes[0].delete()
+    assert time.monotonic() - started < rt.gw.settings.drain_slice_seconds / 2
+    assert queued == [0]  # the rest of its work: a job of its own, after the push
+
+
 def test_a_busy_job_takes_up_a_partition_that_gets_work(
     rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

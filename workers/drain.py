@@ -146,12 +146,12 @@ def drain_together(
     only retries to wait for, loses its lease, or fails (it is then paused; the others go on).
 
     One with nothing to read stays: when none has anything, the job waits for new entries on
-    their streams, and ends after LINGER_SECONDS without any, or at once when push jobs wait for
-    this worker. Under a steady flow of commands a job so keeps its partitions for its whole
-    slice, instead of ending and being queued again for every few commands. `take_up(active)`
-    gives partitions to add (those that got work meanwhile, up to the job's part of all the
-    partitions: a drain job queued for one of them finds it taken and ends at once); it is asked
-    every TAKE_UP_SECONDS."""
+    their streams, and ends after LINGER_SECONDS without any. Under a steady flow of commands a
+    job so keeps its partitions for its whole slice, instead of ending and being queued again for
+    every few commands. It ends early when push jobs wait for its worker (looked at when idle,
+    and every TAKE_UP_SECONDS when busy). `take_up(active)` gives partitions to add (those that
+    got work meanwhile, up to the job's part of all the partitions: a drain job queued for one
+    of them finds it taken and ends at once); it is asked every TAKE_UP_SECONDS."""
     active: list[Drainer] = []
     joining = drainers
     next_take_up = time.monotonic() + TAKE_UP_SECONDS
@@ -180,8 +180,10 @@ def drain_together(
             wait = min(TAKE_UP_SECONDS, LINGER_SECONDS - lingered, deadline - now)
             _wait_for_entries(rt, active, wait)
         joining = []
-        if take_up and active and time.monotonic() >= next_take_up:
-            joining = take_up(active)
+        if active and time.monotonic() >= next_take_up:
+            if passes and rt.pushes_waiting():
+                break  # a busy job must not hold push notifications until its slice ends
+            joining = take_up(active) if take_up else []
             next_take_up = time.monotonic() + TAKE_UP_SECONDS
 
 
