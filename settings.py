@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(default=0, ge=0, le=1000)
     # Attempts before a failing command is dead-lettered and marked failed.
     max_attempts: int = Field(default=5, ge=1, le=100)
+    # Days a dead letter is kept for an operator to look at, replay or drop; older ones are
+    # trimmed as new ones come, so a store that refuses everything cannot fill Redis.
+    dead_letter_days: int = Field(default=30, ge=1, le=3650)
     # Backoff between attempts: base * 2**(attempt-1), capped.
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)

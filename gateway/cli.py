@@ -1,9 +1,11 @@
-"""`flask` commands for operators: one-off setup, the loaded plugins, and the dead letters."""
+"""`flask` commands for operators: one-off setup, the loaded plugins, and the dead letters (list,
+replay, drop; kept DEAD_LETTER_DAYS)."""
 
 from __future__ import annotations
 
 import click
 import orjson
+import redis
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
@@ -58,16 +60,37 @@ def list_dead(limit: int) -> None:
 def replay(dead_letter: str) -> None:
     """Accept a dead letter's command again, as a new command of the same user."""
     gw = _gateway()
-    partition, _, entry_id = dead_letter.partition("/")
-    entries = gw.redis.xrange(gw.keys.dead(int(partition)), min=entry_id, max=entry_id)
-    if not entries:
-        raise click.ClickException(f"no dead letter {dead_letter}")
-    fields = entries[0][1]
+    stream, entry_id, fields = _dead_letter(gw, dead_letter)
     payload = orjson.loads(fields["pl"]) if fields.get("pl") else None
     call = prepare(gw, fields["uid"], fields["op"], fields["col"], fields["eid"], payload)  # type: ignore[arg-type]
     result = accept(gw, call)
-    gw.redis.xdel(gw.keys.dead(int(partition)), entry_id)
+    gw.redis.xdel(stream, entry_id)
     click.echo(f"replayed as command {result.command_id}")
+
+
+@dead_letters.command("drop")
+@click.argument("dead_letter")
+def drop(dead_letter: str) -> None:
+    """Forget a dead letter (its command stays `failed`)."""
+    gw = _gateway()
+    stream, entry_id, _ = _dead_letter(gw, dead_letter)
+    gw.redis.xdel(stream, entry_id)
+    click.echo(f"dropped {dead_letter}")
+
+
+def _dead_letter(gw: Gateway, dead_letter: str) -> tuple[str, str, dict[str, str]]:
+    """The stream, entry id and fields of a dead letter named as `list` prints it."""
+    partition, _, entry_id = dead_letter.partition("/")
+    if not partition.isdigit() or int(partition) >= gw.settings.partitions or not entry_id:
+        raise click.ClickException(f"{dead_letter!r} is not a dead letter: <partition>/<entry id>, as listed")
+    stream = gw.keys.dead(int(partition))
+    try:
+        entries = gw.redis.xrange(stream, min=entry_id, max=entry_id)
+    except redis.ResponseError as error:  # not a stream entry id
+        raise click.ClickException(f"{dead_letter!r} is not a dead letter: {error}") from error
+    if not entries:
+        raise click.ClickException(f"no dead letter {dead_letter}")
+    return stream, entry_id, entries[0][1]
 
 
 def init_app(app: Flask) -> None:

@@ -235,3 +235,22 @@ def test_a_partition_that_applies_again_forgets_its_outages(rt: runtime.Runtime,
     drain_partition(0)
     assert client.get(f"/api/commands/{command_id}").json["status"] == "applied"
     assert rt.gw.redis.exists(rt.gw.keys.outages(0)) == 0
+
+
+def test_dead_letters_older_than_the_retention_go_when_a_new_one_comes(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = rt.gw
+    day_ms = 86_400_000
+    now_ms = int(time.time() * 1000)
+    kept_days = gw.settings.dead_letter_days
+    gw.redis.xadd(gw.keys.dead(0), {"c": "too-old"}, id=f"{now_ms - (kept_days + 1) * day_ms}-0")
+    gw.redis.xadd(gw.keys.dead(0), {"c": "recent"}, id=f"{now_ms - (kept_days - 1) * day_ms}-0")
+    store = rt.gw.stores.for_collection("things")
+    monkeypatch.setattr(store, "apply", lambda commands: ["refused by the store"] * len(commands))
+    command_id = accept_in(client, 0)
+
+    drain_partition(0)
+
+    assert client.get(f"/api/commands/{command_id}").json["status"] == "failed"
+    assert [f["c"] for _, f in gw.redis.xrange(gw.keys.dead(0))] == ["recent", command_id]

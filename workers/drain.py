@@ -511,6 +511,7 @@ class Drainer:
             script_keys = [keys.lease(self.partition), self.stream, keys.dead(self.partition), keys.outbox()]
             args: list[object] = [self.lease.token, GROUP, now, settings.status_ttl_seconds]
             args += [settings.events_per_user, settings.outbox_length]
+            args.append(now - settings.dead_letter_days * 86_400_000)  # older dead letters go
             for entry, status, error in chunk:
                 script_keys += [entry.record_key, keys.events(entry.user)]
                 args += [entry.entry_id, entry.command.command_id, status, error, entry.attempts + 1]

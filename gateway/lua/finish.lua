@@ -4,7 +4,8 @@
 -- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, KEYS[4] outbox, then per command:
 --   command record, owner's event stream
 -- ARGV[1] lease token, ARGV[2] group, ARGV[3] now (ms), ARGV[4] record TTL (s),
--- ARGV[5] events kept per user, ARGV[6] outbox length, then per command:
+-- ARGV[5] events kept per user, ARGV[6] outbox length, ARGV[7] oldest dead letter kept (ms),
+-- then per command:
 --   entry id, command id, status, error, attempts
 -- Each finished command's event goes to its owner's event stream (replay by id) and, with the
 -- owner and that id, to the outbox that live deliveries and notifier plugins follow.
@@ -14,14 +15,16 @@ end
 local count = (#KEYS - 4) / 2
 for i = 0, count - 1 do
   local record, events = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
-  local a = 7 + 5 * i
+  local a = 8 + 5 * i
   local entry, command_id, status, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local attempts = ARGV[a + 4]
   local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc')
   if r[6] == 'pending' then
     if status == 'failed' then
-      redis.call('XADD', KEYS[3], '*', 'c', command_id, 'op', r[1], 'col', r[2], 'eid', r[3],
-        'uid', r[4], 'pl', r[5] or '', 'err', err, 'att', attempts, 'acc', r[7], 'at', ARGV[3])
+      -- Dead letters older than DEAD_LETTER_DAYS go as a new one comes (ids start with their ms).
+      redis.call('XADD', KEYS[3], 'MINID', ARGV[7], '*', 'c', command_id, 'op', r[1], 'col', r[2],
+        'eid', r[3], 'uid', r[4], 'pl', r[5] or '', 'err', err, 'att', attempts, 'acc', r[7],
+        'at', ARGV[3])
     end
     redis.call('HSET', record, 'st', status, 'fin', ARGV[3], 'err', err, 'att', attempts)
     redis.call('HDEL', record, 'pl', 'nxt')
