@@ -17,8 +17,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -44,6 +44,8 @@ from plugins.store import (
 from settings import Settings
 
 log = logging.getLogger("gateway.sql_store")
+
+T = TypeVar("T")
 
 LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
 # The collections this store keeps: the gateway's names, which are also safe table names that no
@@ -95,12 +97,36 @@ def make_engine(url: str) -> Engine:
         # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
         # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
         options["isolation_level"] = "READ COMMITTED"
-    engine = sa.create_engine(
-        url, pool_pre_ping=True, json_serializer=_dumps, json_deserializer=orjson.loads, **options
-    )
+    engine = sa.create_engine(url, json_serializer=_dumps, json_deserializer=orjson.loads, **options)
+    _ping_idle_connections(engine)
     if engine.dialect.name == "sqlite":
         _serialize_sqlite_writers(engine)
     return engine
+
+
+# A pooled connection unused for longer than this is checked (a round trip) before it is used.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle for a while (a restarted
+    database, a server or proxy timeout): a worker's pass and a busy web process's reads then
+    skip the round trip that checking every checkout (`pool_pre_ping`) costs. A connection that
+    died while in use is caught by `SqlStore._retried` instead."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:  # noqa: BLE001 - any failure: the pool opens a new connection
+            raise exc.DisconnectionError(f"a pooled connection is dead: {error}") from error
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:
@@ -218,7 +244,7 @@ class SqlStore(Store):
 
     def setup(self) -> None:
         with self._translated():
-            self._create(self.ledger)
+            self._retried(lambda: self._create(self.ledger))
         self._ledger_ready = True
 
     def _layout(self, collection: str) -> Layout | None:
@@ -313,7 +339,7 @@ class SqlStore(Store):
 
     def _looked_up(self, collection: str) -> Layout | None:
         with self._translated():
-            return self._layout(collection)
+            return self._retried(lambda: self._layout(collection))
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -328,13 +354,20 @@ class SqlStore(Store):
         if not by_collection:
             return outcomes
         with self._translated(writing=True):
-            layouts = {c: self._writable(c) for c in by_collection}
-            with self.writer.begin() as conn:
-                for collection, indexes in by_collection.items():
-                    batch = [commands[i] for i in indexes]
-                    applied = self._apply_collection(conn, layouts[collection], batch)
-                    for i, outcome in zip(indexes, applied, strict=True):
-                        outcomes[i] = outcome
+            # Run again after a lost connection: the ledger makes a command committed before
+            # the loss an "applied before" the second time.
+            return self._retried(lambda: self._apply_grouped(commands, by_collection, list(outcomes)))
+
+    def _apply_grouped(
+        self, commands: Sequence[Command], by_collection: dict[str, list[int]], outcomes: list[Outcome]
+    ) -> list[Outcome]:
+        layouts = {c: self._writable(c) for c in by_collection}
+        with self.writer.begin() as conn:
+            for collection, indexes in by_collection.items():
+                batch = [commands[i] for i in indexes]
+                applied = self._apply_collection(conn, layouts[collection], batch)
+                for i, outcome in zip(indexes, applied, strict=True):
+                    outcomes[i] = outcome
         return outcomes
 
     def _apply_collection(self, conn: Connection, layout: Layout, batch: list[Command]) -> list[Outcome]:
@@ -433,27 +466,45 @@ class SqlStore(Store):
 
     def get(self, collection: str, entity_id: str) -> Document | None:
         with self._translated():
-            layout = self._layout(collection)
-            if layout is None:
-                return None
-            with self.engine.connect() as conn:
-                return layout.get(conn, entity_id)
+            return self._retried(lambda: self._get(collection, entity_id))
+
+    def _get(self, collection: str, entity_id: str) -> Document | None:
+        layout = self._layout(collection)
+        if layout is None:
+            return None
+        with self.engine.connect() as conn:
+            return layout.get(conn, entity_id)
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
         with self._translated():
-            layout = self._layout(collection)
-            if layout is None:
-                return Page(items=[], next=None)
-            with self.engine.connect() as conn:
-                rows = layout.page(conn, after, limit + 1)
+            rows = self._retried(lambda: self._page(collection, after, limit + 1))
         items = [{**doc, "id": entity_id} for entity_id, doc in rows[:limit]]
         more = len(rows) > limit
         return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if more else None)
 
+    def _page(self, collection: str, after: str | None, limit: int) -> list[tuple[str, Document]]:
+        layout = self._layout(collection)
+        if layout is None:
+            return []
+        with self.engine.connect() as conn:
+            return layout.page(conn, after, limit)
+
     def ping(self) -> None:
         with self._translated():
-            self._select_one()
+            self._retried(self._select_one)
+
+    def _retried(self, operation: Callable[[], T]) -> T:
+        """`operation()`, and once more if the database dropped the connection it ran on (a
+        restart, a connection killed in the pool): SQLAlchemy then replaces every connection the
+        pool held before, so the second run gets a live one. Anything else is raised as it is."""
+        try:
+            return operation()
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.info("the database dropped a connection (%s): once more on a new one", error.orig)
+        return operation()
 
     def _select_one(self) -> None:
         with self.engine.connect() as conn:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 import settings
 from gateway.problems import Problem
 from gateway.validation import check_collection
+from plugins import sql_store
 from plugins.conformance import StoreConformance, cmd, walk
 from plugins.sql_store import CONNECT_TIMEOUT_SECONDS, LEDGER, SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
@@ -198,6 +199,51 @@ def _refuses(store: SqlStore, table: str) -> bool:
         return bool(store.validate(table, "create", {"nope": 1}))
     except StoreUnavailable:
         return False
+
+
+KILL = {
+    "postgresql": ("SELECT pg_backend_pid()", "SELECT pg_terminate_backend({})"),
+    "mysql": ("SELECT CONNECTION_ID()", "KILL {}"),
+}
+
+
+@pytest.mark.parametrize("ping_after", [0.0, 1000.0], ids=["pinged-when-idle", "dropped-in-use"])
+@pytest.mark.parametrize("call", ["apply", "get", "list", "ping"])
+@pytest.mark.parametrize("database", ["postgres_url", "mariadb_url"])
+def test_a_pooled_connection_the_database_killed_costs_no_error(
+    request: pytest.FixtureRequest,
+    database: str,
+    call: str,
+    ping_after: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checked before use when it sat idle past PING_AFTER_IDLE_SECONDS, or found dead by the
+    statement and run once more on a new connection: either way the caller sees nothing."""
+    monkeypatch.setattr(sql_store, "PING_AFTER_IDLE_SECONDS", ping_after)
+    url = request.getfixturevalue(database)
+    store = SqlStore(url)
+    store.setup()
+    things = f"things_{secrets.token_hex(4)}"
+    store.apply([cmd(1, "create", things, "a", {"v": 1})])
+    which, kill = KILL[store.engine.dialect.name]
+    with store.engine.connect() as conn:  # the pool's one connection, back in the pool after
+        backend = conn.execute(sa.text(which)).scalar()
+    killer = sa.create_engine(url)
+    with killer.connect() as conn:
+        conn.execute(sa.text(kill.format(backend)))
+    killer.dispose()
+    try:
+        if call == "apply":
+            assert store.apply([cmd(2, "replace", things, "a", {"v": 2})]) == [None]
+            assert store.get(things, "a") == {"v": 2}
+        elif call == "get":
+            assert store.get(things, "a") == {"v": 1}
+        elif call == "list":
+            assert store.list(things, 10, None).items == [{"v": 1, "id": "a"}]
+        else:
+            store.ping()
+    finally:
+        store.close()
 
 
 # -- settings and names ------------------------------------------------------------------------
