@@ -254,3 +254,22 @@ def test_dead_letters_older_than_the_retention_go_when_a_new_one_comes(
 
     assert client.get(f"/api/commands/{command_id}").json["status"] == "failed"
     assert [f["c"] for _, f in gw.redis.xrange(gw.keys.dead(0))] == ["recent", command_id]
+
+
+def test_batch_wait_lets_commands_arriving_meanwhile_join_the_transaction(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BATCH_WAIT_MS, a pass that read fewer than a batch waits that long and reads again
+    before it applies: a command arriving meanwhile shares the first one's transaction."""
+    monkeypatch.setattr(rt.gw, "settings", rt.gw.settings.model_copy(update={"batch_wait_ms": 500}))
+    first = accept_in(client, 0)
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+    batches: list[list[str]] = []
+    monkeypatch.setattr(
+        store, "apply", lambda commands: batches.append([c.command_id for c in commands]) or real(commands)
+    )
+    late: list[str] = []
+    threading.Timer(0.1, lambda: late.append(accept_in(client, 0))).start()
+    drain_partition(0)
+    assert batches[0] == [first, *late]

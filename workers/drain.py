@@ -46,7 +46,7 @@ T = TypeVar("T")
 RECORD_FIELDS = ("op", "col", "eid", "uid", "att", "nxt", "pl", "st")
 RawEntry = tuple[str, dict[str, str] | None]  # an entry id and its fields (None: deleted)
 # How long a job whose partitions all have nothing to read waits for a new entry on one of them
-# before it ends (unless other jobs wait for its worker): RQ's bookkeeping costs ~3 ms a job.
+# before it ends (unless push jobs wait for its worker): RQ's bookkeeping costs ~3 ms a job.
 LINGER_SECONDS = 0.2
 # How often a busy job looks for partitions that got work and that nobody holds.
 TAKE_UP_SECONDS = 0.05
@@ -329,11 +329,14 @@ class Drainer:
         never hold back the other entities. New entries are read only while the lease is held, so
         a worker that lost it cannot take entries the new holder would apply out of order."""
         trip.command("XREADGROUP", "GROUP", GROUP, self.rt.name, "COUNT", size, "STREAMS", self.stream, "0")
-        trip.script(
-            self.gw.scripts.read,
+        self._queue_new(trip, size)
+
+    def _queue_new(self, trip: RoundTrip, size: int) -> None:
+        keys, args = (
             [self.keys.lease(self.partition), self.stream],
             [self.lease.token, GROUP, self.rt.name, size],
         )
+        trip.script(self.gw.scripts.read, keys, args)
 
     def take_read(self, pending: Any, new: Any, size: int) -> list[RawEntry]:
         """The entries of the replies to `queue_read`'s reads (a full page of pending entries is
@@ -369,8 +372,8 @@ class Drainer:
     def read_new(self, size: int) -> list[RawEntry]:
         """Up to `size` entries nobody has read yet."""
         trip = RoundTrip(self.gw.redis)
-        self.queue_read(trip, size)
-        new = trip.send()[1]
+        self._queue_new(trip, size)
+        new = trip.send()[0]
         if isinstance(new, Exception):
             return self._no_group(new)
         if new is None:
