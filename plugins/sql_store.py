@@ -76,6 +76,13 @@ REFUSED_BY_MYSQL = frozenset({4025, 3140, 3157})
 
 
 CONNECT_TIMEOUT_SECONDS = 5
+# How soon a database connection that stopped answering mid-statement is given up (see
+# make_engine); far above what any statement of the store takes.
+KEEPALIVE_IDLE_SECONDS = 10
+KEEPALIVE_INTERVAL_SECONDS = 5
+KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_MS = 30_000
+READ_TIMEOUT_SECONDS = 60  # MariaDB: above InnoDB's 50 s lock wait, which fails on its own
 # How long the answer "this collection has no table (yet)" is trusted before the database is
 # asked again: writes to a new collection check its table once in a while, not on every request.
 ABSENT_TABLE_SECONDS = 2.0
@@ -90,10 +97,26 @@ def make_engine(url: str) -> Engine:
     """An engine with the per-dialect settings that concurrent writers need."""
     options: dict[str, Any] = {}
     backend = sa.make_url(url).get_backend_name()
-    if backend in ("postgresql", "mysql", "mariadb"):
-        # A database that does not answer fails a connection in seconds instead of holding it.
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if backend == "postgresql":
+        # A database that does not answer fails a connection in seconds instead of holding it,
+        # and one that vanishes mid-statement (a network partition, a host gone) fails it within
+        # about half a minute: TCP keepalives for a connection waiting on a reply, a limit on
+        # unacknowledged data for one sending. Without them a statement waits for good.
+        options["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
+            "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
+            "keepalives_count": KEEPALIVE_COUNT,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+        }
     if backend in ("mysql", "mariadb"):
+        # PyMySQL's own socket timeouts: a statement without a reply for this long fails.
+        options["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "read_timeout": READ_TIMEOUT_SECONDS,
+            "write_timeout": READ_TIMEOUT_SECONDS,
+        }
         # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
         # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
         options["isolation_level"] = "READ COMMITTED"

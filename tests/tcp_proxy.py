@@ -9,14 +9,18 @@ import threading
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` refuses and drops connections until `restore()`."""
+    """Forwards <host>:<port> (127.0.0.1 and a free port unless given) to a target; `cut()`
+    refuses and drops connections until `restore()`."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1", port: int = 0) -> None:
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.host = host
+        if not port:
+            probe = socket.socket()
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+            probe.close()
+        self.port = port
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -24,7 +28,7 @@ class TcpProxy:
     def start(self) -> TcpProxy:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -103,3 +107,13 @@ class SilentServer:
         self._listener.close()
         for conn in self._connections:
             conn.close()
+
+
+if __name__ == "__main__":  # python -m tests.tcp_proxy HOST PORT TARGET_HOST TARGET_PORT (in a namespace)
+    import sys
+    import time
+
+    host, port, target_host, target_port = sys.argv[1:5]
+    TcpProxy(target_host, int(target_port), host, int(port)).start()
+    while True:
+        time.sleep(3600)

@@ -21,6 +21,7 @@ from plugins import sql_store
 from plugins.conformance import StoreConformance, cmd, walk
 from plugins.sql_store import CONNECT_TIMEOUT_SECONDS, LEDGER, SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
+from tests.netns import PartitionableRoute
 from tests.services import wait_until
 from tests.tcp_proxy import SilentServer, TcpProxy
 
@@ -429,3 +430,43 @@ def test_a_row_inserted_first_by_another_transaction_is_not_a_refused_document(p
                 racing.result(10)
     other.dispose()
     store.close()
+
+
+@pytest.mark.parametrize("database", ["postgres_url", "mariadb_url"])
+def test_a_database_cut_off_mid_use_fails_the_call_instead_of_holding_it(
+    request: pytest.FixtureRequest, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network partition drops packets without an error: only the connection's own timeouts
+    notice (TCP's on PostgreSQL, PyMySQL's on MariaDB). The store's call fails with
+    StoreUnavailable after them instead of waiting for good."""
+    monkeypatch.setattr(sql_store, "READ_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(sql_store, "KEEPALIVE_IDLE_SECONDS", 1)
+    monkeypatch.setattr(sql_store, "KEEPALIVE_INTERVAL_SECONDS", 1)
+    monkeypatch.setattr(sql_store, "KEEPALIVE_COUNT", 2)
+    monkeypatch.setattr(sql_store, "TCP_USER_TIMEOUT_MS", 2000)
+    monkeypatch.setattr(sql_store, "CONNECT_TIMEOUT_SECONDS", 2)
+    target = sa.make_url(request.getfixturevalue(database))
+    default_port = 5432 if target.get_backend_name() == "postgresql" else 3306
+    route = PartitionableRoute(target.host or "127.0.0.1", target.port or default_port)
+    store = SqlStore(target.set(host=route.host, port=route.port).render_as_string(False))
+    outcome: list[object] = []
+    try:
+        store.setup()
+        things = f"things_{secrets.token_hex(4)}"
+        assert store.apply([cmd(1, "create", things, "a", {"v": 1})]) == [None]
+        route.partition()
+        call = threading.Thread(target=lambda: outcome.append(_outcome(lambda: store.get(things, "a"))))
+        call.start()
+        call.join(30)  # without the timeouts: TCP's own retries, ~15 minutes
+        assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
+    finally:
+        route.close()
+        if outcome:
+            store.close()
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - the test looks at it
+        return error
