@@ -81,9 +81,6 @@ class RoundTrip:
         self._client = client
         self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
 
-    def __len__(self) -> int:
-        return len(self._calls)
-
     def command(self, *args: Any) -> None:
         self._calls.append((None, args))
 

@@ -12,10 +12,9 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.services import missing
+from tests.services import missing, wait_until
 from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,16 +47,18 @@ class PartitionableRoute:
              self.host, str(self.port), self.outer_ip, str(self._back.port)],
             cwd=ROOT,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.close()
-                    raise
-                time.sleep(0.05)
+        try:
+            wait_until(self._accepts, timeout=10, message="the proxy in the namespace never listened")
+        except AssertionError:
+            self.close()
+            raise
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def partition(self) -> None:
         """Take the link down: from now on every packet either way is lost."""

@@ -10,6 +10,7 @@ import pytest
 
 from plugins.lookups import BoundedLookups
 from plugins.store import StoreUnavailable
+from tests.services import wait_until
 
 
 class Database:
@@ -58,10 +59,8 @@ def test_a_lookup_past_the_wait_stops_callers_from_waiting_until_one_succeeds() 
     assert db.calls == ["notes"]  # and no other starts before `retry`
 
     db.release.set()
-    deadline = time.monotonic() + 5
-    while not lookups.answering and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert lookups.answering  # the late answer shows the database is back: callers wait again
+    # The late answer shows the database is back: callers wait again.
+    wait_until(lambda: lookups.answering, timeout=5, message="the late answer was not taken")
     assert lookups.get("rows") == "layout of rows"
 
 
@@ -85,9 +84,7 @@ def test_after_a_failure_lookups_are_retried_in_the_background() -> None:
     assert time.monotonic() - started < 0.2
     assert db.calls == ["notes", "notes"]
     db.release.set()
-    deadline = time.monotonic() + 5
-    while not lookups.answering and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: lookups.answering, timeout=5, message="the retry's answer was not taken")
     assert lookups.get("notes") == "layout of notes"
 
 

@@ -347,17 +347,9 @@ class Drainer:
         while len(page) == size:
             page = self._xreadgroup(page[-1][0], size)
             entries = entries + page
-        if isinstance(new, Exception):
-            return self._no_group(new)
-        if new is None:
-            self.lease.lost.set()
-            return []
-        if isinstance(new, str):  # nothing new: every entry is delivered, the newest is `new`
-            self.newest = new
-            return entries
-        fresh = _entries(new)
-        if fresh:
-            self.newest = fresh[-1][0]
+        fresh = self._take_new(new)
+        if new is None or isinstance(new, Exception):
+            return []  # without the lease, or the group was gone: nothing to apply this pass
         # A page of pending entries read after the new ones were delivered also holds them.
         known = {entry_id for entry_id, _ in entries}
         return entries + [entry for entry in fresh if entry[0] not in known]
@@ -373,13 +365,23 @@ class Drainer:
         """Up to `size` entries nobody has read yet."""
         trip = RoundTrip(self.gw.redis)
         self._queue_new(trip, size)
-        new = trip.send()[0]
+        return self._take_new(trip.send()[0])
+
+    def _take_new(self, new: Any) -> list[RawEntry]:
+        """The new entries in the read script's reply; none without the lease (it is marked
+        lost). The newest entry seen is kept for `_wait_for_entries`."""
         if isinstance(new, Exception):
             return self._no_group(new)
         if new is None:
             self.lease.lost.set()
             return []
-        return [] if isinstance(new, str) else _entries(new)
+        if isinstance(new, str):  # nothing new: every entry is delivered, the newest is `new`
+            self.newest = new
+            return []
+        fresh = _entries(new)
+        if fresh:
+            self.newest = fresh[-1][0]
+        return fresh
 
     def _xreadgroup(self, after: str, count: int) -> list[RawEntry]:
         """This worker's pending entries after `after`."""
