@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import api, cli, notify, problems
+from gateway import api, auth, cli, notify, problems
 from gateway.context import Gateway
 from settings import load
 
@@ -27,16 +27,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["gateway"] = gateway
     if settings.open_dev_mode:
         log.warning(
-            "JWT_SECRET is not set: open dev mode, every caller is the user %r. "
-            "Set JWT_SECRET before exposing this service.",
+            "Neither JWT_SECRET nor JWT_JWKS_URL is set: open dev mode, every caller is the user %r. "
+            "Set one before exposing this service.",
             "dev",
         )
-    elif len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:  # type: ignore[union-attr]
+    elif settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         log.warning(
             "JWT_SECRET is shorter than %d bytes: tokens signed with it are easier to forge.",
             MIN_SECRET_BYTES,
         )
     problems.init_app(app)
+    auth.init_app(app)
     api.init_app(app)
     notify.init_app(app)
     cli.init_app(app)

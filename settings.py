@@ -49,7 +49,17 @@ class Settings(BaseSettings):
     collection_stores: str = ""
 
     # Web.
+    # Tokens: HS256 signed with JWT_SECRET, and/or RS256/ES256 signed by a key of the JWKS at
+    # JWT_JWKS_URL (Firebase Auth, Auth0, Cognito, Keycloak). Neither: open dev mode.
     jwt_secret: str | None = None
+    jwt_jwks_url: str | None = None
+    # When set, a token must carry exactly this `iss` / this `aud` (one of its audiences).
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The claim holding a user's roles (a list; a dotted name reaches into nested claims), and
+    # the role that makes a user an operator, who may read and write every document.
+    jwt_roles_claim: str = Field(default="roles", min_length=1)
+    admin_role: str = Field(default="admin", min_length=1)
     port: int = Field(default=5000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=64)
     cors_origins: str = ""
@@ -131,16 +141,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"COLLECTION_STORES entry {pair!r} is not collection=store")
         return value
 
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _https_jwks(cls, url: str | None) -> str | None:
+        """Keys fetched over plain HTTP could be swapped on the way; loopback is for tests."""
+        if url and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("JWT_JWKS_URL must be an https:// URL")
+        return url or None
+
     @model_validator(mode="after")
-    def _production_needs_a_secret(self) -> Settings:
-        if self.app_env == "production" and not self.jwt_secret:
-            raise ValueError("JWT_SECRET must be set when APP_ENV=production")
+    def _production_needs_a_verifier(self) -> Settings:
+        if self.app_env == "production" and self.open_dev_mode:
+            raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set when APP_ENV=production")
         return self
 
     @property
     def open_dev_mode(self) -> bool:
-        """Without a JWT secret every caller is the one dev user."""
-        return not self.jwt_secret
+        """Without a way to verify tokens every caller is the one dev user."""
+        return not (self.jwt_secret or self.jwt_jwks_url)
 
     @property
     def collection_store_map(self) -> dict[str, str]:

@@ -1,18 +1,15 @@
-"""Who is calling: a user id from an HS256 JWT's `sub`, or the one dev user in open dev mode."""
+"""Who is calling: the identity a bearer token proves (gateway/tokens.py), or the one dev user
+in open dev mode. A missing or refused token is a 401 problem."""
 
 from __future__ import annotations
 
-import functools
-import time
-
-import jwt
-from flask import Request
+from flask import Flask, Request, current_app
 
 from gateway.problems import Problem
+from gateway.tokens import Identity, InvalidToken, TokenVerifier
 from settings import DEV_USER, Settings
 
-VERIFIED_TOKENS = 4096  # distinct tokens remembered per process (LRU), about 1 MB at most
-ALGORITHMS = ["HS256"]  # fixed: a token cannot choose its own algorithm ("none", RS/HS confusion)
+DEV_IDENTITY = Identity(user=DEV_USER)
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -32,34 +29,24 @@ def bearer_token(request: Request, *, allow_query: bool = False) -> str | None:
     return None
 
 
-def user_of(token: str | None, settings: Settings) -> str:
-    """The user id the token names; Problem 401 when it is missing or does not verify."""
-    if settings.open_dev_mode:
-        return DEV_USER
+def identify(token: str | None, settings: Settings, verifier: TokenVerifier | None) -> Identity:
+    """The identity the token proves; Problem 401 when it is missing or proves none."""
+    if settings.open_dev_mode or verifier is None:
+        return DEV_IDENTITY
     if not token:
         raise _unauthorized("A bearer token is required.")
-    subject, expires = _verified(token, settings.jwt_secret)
-    if expires is not None and expires <= time.time():
-        raise _unauthorized("The bearer token is not valid: Signature has expired.")
-    return subject
-
-
-@functools.lru_cache(maxsize=VERIFIED_TOKENS)
-def _verified(token: str, secret: str) -> tuple[str, float | None]:
-    """The subject and expiry of a token whose signature and claims check out.
-
-    A client sends the same token with every call until it expires, and checking its HMAC costs
-    more than the rest of a write's work in Python (~30-60 us). Tokens that verified are kept,
-    keyed by the whole token (signature included) and the secret, so only the very same bytes
-    signed with the same key are served from here; the expiry is checked again on every use
-    (`nbf` and `iat` only matter before a token first verifies). Refused tokens are not kept.
-    """
     try:
-        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["sub"]})
-    except jwt.PyJWTError as error:
+        return verifier.identify(token)
+    except InvalidToken as error:
         raise _unauthorized(f"The bearer token is not valid: {error}.") from error
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
-        raise _unauthorized("The token's subject must be a non-empty string.")
-    expires = claims.get("exp")
-    return subject, None if expires is None else float(expires)
+
+
+def identity_of(request: Request, *, allow_query: bool = False) -> Identity:
+    """The caller of `request` in the current app."""
+    settings = current_app.extensions["gateway"].settings
+    return identify(bearer_token(request, allow_query=allow_query), settings, current_app.extensions["auth"])
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions["gateway"].settings
+    app.extensions["auth"] = None if settings.open_dev_mode else TokenVerifier(settings)

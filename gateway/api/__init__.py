@@ -10,9 +10,10 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
 from werkzeug.urls import iri_to_uri
 
-from gateway.auth import bearer_token, user_of
+from gateway.auth import identity_of
 from gateway.context import Gateway
 from gateway.schemas import Collections
+from gateway.tokens import Identity
 from gateway.validation import RESERVED, BodyLimits, check_entity_id, unknown_collection
 
 
@@ -36,12 +37,17 @@ def body_limits() -> BodyLimits:
     return current_app.extensions["body_limits"]
 
 
-def current_user() -> str:
+def current_identity() -> Identity:
     """The authenticated caller of this request (401 otherwise), checked once per request."""
-    user = g.get("user")
-    if user is None:
-        user = g.user = user_of(bearer_token(request), gateway().settings)
-    return user
+    identity = g.get("identity")
+    if identity is None:
+        identity = g.identity = identity_of(request)
+    return identity
+
+
+def current_user() -> str:
+    """The user id of this request's caller."""
+    return current_identity().user
 
 
 def authenticate() -> None:

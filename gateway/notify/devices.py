@@ -16,7 +16,7 @@ import orjson
 import redis
 from flask import Blueprint, Response, current_app, request, url_for
 
-from gateway.auth import bearer_token, user_of
+from gateway.auth import identity_of
 from gateway.keys import Keys
 from gateway.problems import Problem
 from gateway.validation import JSON_TYPES, BodyLimits, invalid, json_object
@@ -93,7 +93,7 @@ def _registry() -> DeviceRegistry:
 
 
 def _user() -> str:
-    return user_of(bearer_token(request), current_app.extensions["gateway"].settings)
+    return identity_of(request).user
 
 
 def _check_token(token: object) -> str:

@@ -5,6 +5,8 @@ when it reconnects, and gets, in order, every later event still in the user's lo
 that cannot set the header passes `?last_event_id=`; the header wins when both are present,
 since an EventSource reconnects to its first URL. The token may come as `?token=` for the same
 reason. A comment line every NOTIFY_KEEPALIVE_SECONDS keeps proxies from cutting an idle stream.
+The stream ends when the caller's token expires (after a `: token expired` comment): the client
+reconnects with a fresh token and its last event id.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, request
 
-from gateway.auth import bearer_token, user_of
+from gateway.auth import identity_of
 from gateway.notify.events import last_event_id
 from gateway.notify.hub import Hub, Subscription
 from gateway.notify.streams import open_stream
@@ -35,12 +37,14 @@ HEADERS = {
 @bp.get("/events")
 def events() -> Response:
     settings = current_app.extensions["gateway"].settings
-    user = user_of(bearer_token(request, allow_query=True), settings)
+    identity = identity_of(request, allow_query=True)
     after = last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     hub: Hub = current_app.extensions["notify"]
-    subscription = open_stream(hub, user, after)  # before the answer: nothing committed after it is missed
+    subscription = open_stream(
+        hub, identity.user, after
+    )  # before the answer: nothing committed after it is missed
     response = Response(
-        _stream(subscription, settings.notify_keepalive_seconds),
+        _stream(subscription, settings.notify_keepalive_seconds, identity.expires),
         mimetype="text/event-stream",
         headers=HEADERS,
     )
@@ -48,12 +52,19 @@ def events() -> Response:
     return response
 
 
-def _stream(subscription: Subscription, keepalive: float) -> Iterator[str]:
+def _stream(subscription: Subscription, keepalive: float, expires: float | None) -> Iterator[str]:
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     next_beat = time.monotonic() + keepalive
     while not subscription.closing:
+        wait = max(0.0, next_beat - time.monotonic())
+        if expires is not None:
+            left = expires - time.time()
+            if left <= 0:
+                yield ": token expired\n\n"
+                return
+            wait = min(wait, left)
         try:
-            events = subscription.take(max(0.0, next_beat - time.monotonic()))
+            events = subscription.take(wait)
         except redis.RedisError as error:
             log.warning("event stream: the event log cannot be read: %s", error)
             return  # the client reconnects with its Last-Event-ID

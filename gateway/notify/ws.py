@@ -4,19 +4,21 @@ The caller is authenticated, and subscribed, before the upgrade: a missing or ba
 HTTP 401, and events committed once the upgrade is answered are never missed. `?last_event_id=`
 replays, in order, every later event still in the user's log. The server pings every
 NOTIFY_KEEPALIVE_SECONDS (below the 55 s idle cut of Heroku's router), and closes with 1001
-(going away) when the process shuts down, so clients reconnect elsewhere with their last id.
+(going away) when the process shuts down, so clients reconnect elsewhere with their last id,
+and with 4401 when the caller's token expires, so they reconnect with a fresh one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
 from flask import Blueprint, current_app, g, request
 from flask_sock import Sock
 
-from gateway.auth import bearer_token, user_of
+from gateway.auth import identity_of
 from gateway.notify.events import last_event_id
 from gateway.notify.hub import Hub, Subscription
 from gateway.notify.streams import open_stream
@@ -28,6 +30,7 @@ sock = Sock()
 
 GOING_AWAY = 1001  # RFC 6455 7.4.1: the server is going down
 INTERNAL_ERROR = 1011  # the event log could not be read; the client reconnects with its last id
+TOKEN_EXPIRED = 4401  # an application code (RFC 6455 7.4.2): reconnect with a fresh token
 MAX_CLIENT_MESSAGE = 4096  # clients have nothing to say here; larger frames close the socket
 
 
@@ -41,8 +44,9 @@ def _subscribe() -> None:
     # No permessage-deflate: an event is a few hundred bytes, and a compressor and decompressor
     # for each socket would cost about 100 kB of memory each (measured: 1,000 sockets, +100 MiB).
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-    user = user_of(bearer_token(request, allow_query=True), current_app.extensions["gateway"].settings)
-    g.subscription = open_stream(hub(), user, last_event_id(request.args.get("last_event_id")))
+    identity = identity_of(request, allow_query=True)
+    g.expires = identity.expires
+    g.subscription = open_stream(hub(), identity.user, last_event_id(request.args.get("last_event_id")))
 
 
 @bp.teardown_request
@@ -58,7 +62,7 @@ def events(ws: Any) -> None:
     ws.event = subscription.wake  # one event wakes the loop for a notification or for the socket
     keepalive = current_app.extensions["gateway"].settings.notify_keepalive_seconds
     try:
-        closing = _send_events(ws, subscription, keepalive)
+        closing = _send_events(ws, subscription, keepalive, g.expires)
     except redis.RedisError as error:
         log.warning("websocket: the event log cannot be read: %s", error)
         closing = (INTERNAL_ERROR, "notifications unavailable, reconnect with your last id")
@@ -66,10 +70,16 @@ def events(ws: Any) -> None:
         ws.close(*closing)
 
 
-def _send_events(ws: Any, subscription: Subscription, keepalive: float) -> tuple[int, str] | None:
-    """Send events until the client leaves (None) or the server shuts down (a close code)."""
+def _send_events(
+    ws: Any, subscription: Subscription, keepalive: float, expires: float | None
+) -> tuple[int, str] | None:
+    """Send events until the client leaves (None), or the server shuts down or the token expires
+    (a close code)."""
     while ws.connected:
-        events = subscription.take(keepalive)
+        if expires is not None and time.time() >= expires:
+            return (TOKEN_EXPIRED, "token expired")
+        wait = keepalive if expires is None else min(keepalive, max(0.0, expires - time.time()))
+        events = subscription.take(wait)
         try:
             for event in events:
                 ws.send(event.to_json())
