@@ -12,6 +12,7 @@ import pytest
 from plugins.hookspecs import hookimpl
 from plugins.store import Command, Document, Outcome, Page, Store, StoreUnavailable
 from settings import Settings
+from tests.api_support import SECRET, bearer, token
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]
@@ -115,3 +116,24 @@ def test_readyz_ignores_a_loaded_store_nothing_is_routed_to(make_app: Any) -> No
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["checks"] == {"redis": "ok", "store:sql": "ok"}
+
+
+def test_readyz_shows_error_texts_to_operators_only(make_app: Any) -> None:
+    """An error names hosts, ports and database users: anonymous callers see `down`."""
+    client = make_app(jwt_secret=SECRET, plugins=__name__, collection_stores="audit=down").test_client()
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503
+    assert anonymous.get_json()["checks"] == {"redis": "ok", "store:sql": "ok", "store:down": "down"}
+    for headers in (bearer(token("alice")), bearer("not-a-token"), bearer(token("bob", roles=["editor"]))):
+        assert client.get("/readyz", headers=headers).get_json()["checks"]["store:down"] == "down"
+    operator = client.get("/readyz", headers=bearer(token("root", roles=["admin"])))
+    assert operator.status_code == 503
+    assert "no route to the down store" in operator.get_json()["checks"]["store:down"]
+
+
+def test_readyz_logs_an_outage_once(make_app: Any, caplog: Any) -> None:
+    client = make_app(plugins=__name__, collection_stores="audit=down").test_client()
+    with caplog.at_level("WARNING", logger="gateway.health"):
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 503
+    assert sum("store:down" in r.getMessage() for r in caplog.records) == 1

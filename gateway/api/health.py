@@ -1,15 +1,25 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+`/readyz` tells anyone which dependency is down, and only operators why: an error text names
+hosts, ports and database users. The text is logged either way.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import redis
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.api import gateway, json_response
 from gateway.api.openapi import answer, describe, ref
+from gateway.auth import identity_of
+from gateway.problems import Problem
 from settings import Settings
+
+log = logging.getLogger("gateway.health")
 
 bp = Blueprint("health", __name__)
 
@@ -52,19 +62,43 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Redis and every store a collection is routed to answer."""
     gw = gateway()
-    checks: dict[str, str] = {}
+    errors: dict[str, str] = {}
     try:
         _ping_redis(gw.settings)
-        checks["redis"] = "ok"
     except Exception as error:  # noqa: BLE001 - any failure means not ready
-        checks["redis"] = f"error: {error}"
+        errors["redis"] = f"error: {error}"
     for store in gw.stores.used():
         try:
             store.ping()
-            checks[f"store:{store.name}"] = "ok"
         except Exception as error:  # noqa: BLE001
-            checks[f"store:{store.name}"] = f"error: {type(error).__name__}: {error}"
-    ready = all(v == "ok" for v in checks.values())
+            errors[f"store:{store.name}"] = f"error: {type(error).__name__}: {error}"
+    checks = dict.fromkeys(["redis", *(f"store:{store.name}" for store in gw.stores.used())], "ok")
+    detailed = bool(errors) and _operator()
+    for name, text in errors.items():
+        checks[name] = text if detailed else "down"
+    _log_changes(errors)
+    ready = not errors
     return json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
+
+
+def _log_changes(errors: dict[str, str]) -> None:
+    """Log a dependency that went down (or changed its error) and one that came back: once per
+    outage, not once per probe."""
+    last: dict[str, str] = current_app.extensions.setdefault("readiness_errors", {})
+    for name, text in errors.items():
+        if last.get(name) != text:
+            log.warning("not ready: %s %s", name, text)
+    for name in last.keys() - errors.keys():
+        log.warning("ready again: %s", name)
+    last.clear()
+    last.update(errors)
+
+
+def _operator() -> bool:
+    """Whether the caller proved to be an operator; a missing or bad token is just anonymous."""
+    try:
+        return identity_of(request).operator
+    except Problem:
+        return False

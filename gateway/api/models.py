@@ -91,7 +91,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """`checks` has `redis` and `store:<name>` for every store in use: `ok` or the error."""
+    """`checks` has `redis` and `store:<name>` for every store in use: `ok`, or `down` (an
+    operator sees the error instead)."""
 
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
