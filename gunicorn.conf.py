@@ -20,7 +20,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # monkey-patches the standard library before it loads the app, so redis-py's sockets, psycopg 3
 # (it detects gevent and waits cooperatively), PyMySQL and the threads of flask-sock and of the
 # notification hub all become cooperative. With gthread each WebSocket would hold two threads.
-worker_class = "gevent"
+# gateway.web_server.GeventWorker is gunicorn's gevent worker that answers gunicorn's own
+# refusals (a malformed request line, headers too large) as RFC 9457 problems, like every other
+# answer, instead of an HTML page.
+worker_class = "gateway.web_server.GeventWorker"
 
 # Concurrent connections per process, streams and plain requests together. 2,000 leaves room
 # for 1,000 open WebSockets or SSE streams (the figure measured in docs/notifications.md) and
@@ -50,10 +53,20 @@ accesslog = "-"
 # The default format logs the query string, and SSE and WebSocket clients send their bearer
 # token as `?token=`: log the path alone (%(U)s), so no token reaches the platform's logs.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s'
+# Escapes what a client controls (a `%0A` in a path would otherwise start a forged log line)
+# and keeps FCM registration tokens out of the log (gateway/web_server.py).
+logger_class = "gateway.web_server.AccessLogger"
 
-# The platform's router addresses are not fixed and the dyno is reachable only through it, so
-# trust its X-Forwarded-* headers: request.scheme is then https for TLS clients.
-forwarded_allow_ips = "*"
+# X-Forwarded-Proto is believed only from these addresses (a client could set it otherwise,
+# and so turn on HSTS or https links). Loopback by default; on Heroku the router's addresses
+# are not fixed and a dyno is reachable only through it: set FORWARDED_ALLOW_IPS='*' there.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# Only X-Forwarded-Proto, which routers overwrite: gunicorn also knows X-Forwarded-Ssl and
+# X-Forwarded-Protocol, which a router passes on as the client sent them.
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+# No SCRIPT_NAME or PATH_INFO from headers: nothing here is mounted under a prefix, and a
+# client could otherwise rewrite the app's URLs (Location) through a trusting router.
+forwarder_headers = ""
 
 # No control socket: nothing here uses gunicornc, and several web processes on one machine
 # would contend for its one default path in the home directory.

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
-    app_env: Literal["development", "production", "test"] = "development"
+    # Production unless said otherwise, so that a deploy that forgets a setting fails closed
+    # (`make run` and the test suite say development and test).
+    app_env: Literal["development", "production", "test"] = "production"
 
     # Redis: payload cache and broker.
     redis_url: str = "redis://localhost:6379/0"
@@ -152,7 +154,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_a_verifier(self) -> Settings:
         if self.app_env == "production" and self.open_dev_mode:
-            raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set when APP_ENV=production")
+            raise ValueError(
+                "JWT_SECRET or JWT_JWKS_URL must be set when APP_ENV=production (the default; "
+                "APP_ENV=development runs in open dev mode, for a local machine only)"
+            )
         return self
 
     @property

@@ -38,7 +38,7 @@ def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Ite
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--access-logfile", "/dev/null"],
         cwd=ROOT,
-        env={**os.environ, **env, "PORT": str(port)},
+        env={"APP_ENV": "development", **os.environ, **env, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -150,7 +150,7 @@ def resume_all(gw: Gateway) -> None:
 
 @contextmanager
 def worker_processes(count: int, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    full = {**os.environ, **env}
+    full = {"APP_ENV": "development", **os.environ, **env}
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "workers"],

@@ -100,7 +100,7 @@ def test_plain_requests_are_answered_beside_open_streams_which_sigterm_closes_cl
         stream.close()
     assert process.wait(15) == 0
     assert time.monotonic() - sent_at < 10  # well within graceful_timeout (20 s): nothing held it
-    assert "Using worker: gevent" in log_path.read_text()
+    assert "Using worker: gateway.web_server.GeventWorker" in log_path.read_text()
 
 
 def test_more_callers_than_redis_connections_wait_for_one(settings_env: dict[str, str], prefix: str) -> None:

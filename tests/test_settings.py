@@ -15,6 +15,14 @@ NAMES = [name.upper() for name in Settings.model_fields]
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APP_ENV", "development")  # the default, production, wants a token verifier
+
+
+def test_production_is_the_default_and_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_ENV")
+    with pytest.raises(ValidationError, match="JWT_SECRET or JWT_JWKS_URL must be set"):
+        load()
+    assert load(jwt_secret="a-production-secret").app_env == "production"
 
 
 def test_defaults_match_the_contract() -> None:
@@ -28,7 +36,6 @@ def test_defaults_match_the_contract() -> None:
     assert settings.port == 5000
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origin_list == []
-    assert settings.app_env == "development"
 
 
 def test_the_contract_variables_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
