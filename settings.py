@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # client may retry through a day-long outage of its own.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
     # The shape a write's JSON body may take, beside its size: nesting depth (the body is 1) and
-    # object members in the whole body.
+    # object members and array elements in the whole body (so a check's cost is bounded).
     max_json_depth: int = Field(default=32, ge=1, le=512)
     max_json_members: int = Field(default=10_000, ge=1)
     # Folder of `<collection>.json` JSON Schemas (Draft 2020-12); writes must match them.

@@ -9,6 +9,7 @@ and most stores keep it; a store that cannot (PostgreSQL's jsonb) refuses it in 
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ class BodyLimits:
     """How large a write's JSON may grow in shape, beside its size in bytes (MAX_BODY_BYTES)."""
 
     max_depth: int  # nested objects and arrays, the body itself counting as 1
-    max_members: int  # object members in the whole body, at every depth
+    max_members: int  # object members and array elements in the whole body, at every depth
 
 
 def check_collection_name(name: str) -> bool:
@@ -116,7 +117,7 @@ def json_object(
         )
     raw = body_bytes(request)
     try:
-        body = orjson.loads(raw)
+        body = parse(raw)
     except orjson.JSONDecodeError as error:
         raise Problem(
             400, "Bad Request", f"The body is not valid JSON: {error}.", slug="malformed-json"
@@ -129,8 +130,28 @@ def json_object(
     return body
 
 
+def parse(raw: bytes) -> Any:
+    """`raw` parsed, with the cycle collector paused meanwhile.
+
+    A 1 MiB body can hold 350,000 arrays or objects; allocating them makes Python run its
+    collector hundreds of times over every object of the process (190 ms of the 210 a body of
+    empty arrays took to parse in a web process). Parsed JSON holds no cycles, so the pause
+    frees nothing late; ordinary counting frees the body as before."""
+    if not gc.isenabled():
+        return orjson.loads(raw)
+    gc.disable()
+    try:
+        return orjson.loads(raw)
+    finally:
+        gc.enable()
+
+
 def check_shape(body: dict[str, Any], limits: BodyLimits) -> None:
-    """Nesting depth and member count within `limits`, walked without recursion."""
+    """Nesting depth and member count within `limits`, walked without recursion.
+
+    Array elements count as members, as object members do, and a container's members are
+    counted before any of them is looked at: the walk stops after at most `max_members` values,
+    so a body's check costs time in proportion to the limit, whatever its size."""
     members = 0
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
@@ -139,14 +160,11 @@ def check_shape(body: dict[str, Any], limits: BodyLimits) -> None:
             raise invalid(
                 "", f"nests objects and arrays deeper than {limits.max_depth} levels", slug="too-deep"
             )
-        if isinstance(value, dict):
-            members += len(value)
-            if members > limits.max_members:
-                message = f"has more than {limits.max_members} object members"
-                raise invalid("", message, slug="too-many-members")
-            children = value.values()
-        else:
-            children = value
+        members += len(value)
+        if members > limits.max_members:
+            message = f"has more than {limits.max_members} members (object members and array elements)"
+            raise invalid("", message, slug="too-many-members")
+        children = value.values() if isinstance(value, dict) else value
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 

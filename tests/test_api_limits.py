@@ -64,17 +64,37 @@ def test_json_too_deep_for_the_parser_is_400(client: Any, redis_keys: Any) -> No
 
 def test_members_are_counted_at_every_depth(small: Any, redis_keys: Any) -> None:
     client = small.test_client()
-    ten = {"a": 1, "b": {"c": 1, "d": 1}, "e": [{"f": 1, "g": 1}, {"h": 1, "i": 1}], "j": None}
+    # 4 at the top, 1 in b, 2 elements of e, 3 in e's objects
+    ten = {"a": 1, "b": {"c": 1}, "e": [{"f": 1, "g": 1}, {"h": 1}], "j": None}
     assert client.post("/api/notes", json=ten).status_code == 202
     written = redis_keys.snapshot()
-    eleven = {**ten, "e": [*ten["e"], {"k": 1}]}
+    eleven = {**ten, "e": [ten["e"][0], {"h": 1, "i": 1}]}
     problem = assert_problem(client.post("/api/notes", json=eleven), 422)
     assert problem["type"] == "/problems/too-many-members"
     assert redis_keys.snapshot() == written
 
 
-def test_a_wide_array_of_scalars_has_no_members(small: Any) -> None:
-    assert small.test_client().post("/api/notes", json={"n": list(range(5000))}).status_code == 202
+def test_array_elements_count_as_members(small: Any, redis_keys: Any) -> None:
+    client = small.test_client()
+    assert client.post("/api/notes", json={"n": list(range(9))}).status_code == 202  # 1 + 9
+    written = redis_keys.snapshot()
+    for body in ({"n": list(range(10))}, {"n": [[], [], [], [], [], [], [], [], [], []]}):
+        problem = assert_problem(client.post("/api/notes", json=body), 422)
+        assert problem["type"] == "/problems/too-many-members"
+    assert redis_keys.snapshot() == written
+
+
+def test_a_body_of_many_small_arrays_is_refused_before_its_arrays_are_walked(
+    client: Any, redis_keys: Any
+) -> None:
+    """1 MiB of empty arrays, one too deep at the end: the check stops at the member count
+    (the walk would find the deep one first), so its cost is bounded by the limit."""
+    body = b'{"a": [' + b"[]," * 349_000 + orjson.dumps(nested(40)) + b"]}"
+    assert len(body) < 1024 * 1024
+    problem = assert_problem(client.post("/api/notes", data=body, content_type=JSON), 422)
+    assert problem["type"] == "/problems/too-many-members"
+    assert "10000" in problem["detail"]
+    assert redis_keys.all() == set()
 
 
 @pytest.mark.parametrize("number", [2**63 - 1, -(2**63), 0, -1, 10**18])

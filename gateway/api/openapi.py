@@ -113,7 +113,7 @@ ACCEPTED = answer(
 )
 BODY_LIMITS = (
     "A JSON object of at most MAX_BODY_BYTES, nested at most MAX_JSON_DEPTH levels deep, with at "
-    "most MAX_JSON_MEMBERS members in all, and integers within 64 bits."
+    "most MAX_JSON_MEMBERS members (object members and array elements) in all, and integers within 64 bits."
 )
 WRITE_PROBLEMS = {
     "400": problem("The body is not JSON, or the Idempotency-Key is malformed."),
