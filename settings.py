@@ -21,7 +21,10 @@ DEV_USER = "dev"
 class Settings(BaseSettings):
     """The gateway's configuration; one instance per process, built by `load()`."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+    # An empty variable counts as unset (a platform's form may send a blank config var).
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, case_sensitive=False, env_ignore_empty=True
+    )
 
     # Production unless said otherwise, so that a deploy that forgets a setting fails closed
     # (`make run` and the test suite say development and test).

