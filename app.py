@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import api, auth, cli, notify, problems
+from gateway import api, auth, cli, logs, notify, problems, request_ids
 from gateway.context import Gateway
 from settings import load
 
@@ -20,6 +20,7 @@ MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least as many bits as
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then `test_config` overrides on top."""
     settings = load(**(test_config or {}))
+    logs.configure(logs.format_for(settings.log_format, settings.app_env))
     app = Flask(__name__, static_folder=None)  # an API: no static files, no /static route
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     gateway = Gateway(settings)
@@ -36,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "JWT_SECRET is shorter than %d bytes: tokens signed with it are easier to forge.",
             MIN_SECRET_BYTES,
         )
+    request_ids.init_app(app)
     problems.init_app(app)
     auth.init_app(app)
     api.init_app(app)

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # plugins follow; a notifier further behind than this misses the oldest.
     outbox_length: int = Field(default=100_000, ge=100)
 
+    # Logs: `json` (one object a line) or `text`; unset: json in production, text elsewhere.
+    log_format: Literal["json", "text"] | None = None
+
     # Notifications.
     # Seconds between WebSocket pings and between SSE heartbeat comments on an idle connection:
     # below the 55 s after which Heroku's router (and many proxies) cut an idle connection.

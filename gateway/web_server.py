@@ -1,16 +1,20 @@
 """The `web` process's gunicorn parts that gunicorn.conf.py names: its worker and access logger.
 
-Loaded by gunicorn's arbiter before the app, so this module imports gunicorn alone.
+Loaded by gunicorn's arbiter before the app, so this module imports gunicorn and the
+standard library alone (gateway/logs.py is plain logging).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from gunicorn import glogging, util
 from gunicorn.workers import ggevent
+
+from gateway import logs
 
 PROBLEM_TYPE = "application/problem+json"
 # Characters a client can put in a logged field that would break the line or its quoting.
@@ -25,8 +29,43 @@ def escape(text: str) -> str:
 
 
 class AccessLogger(glogging.Logger):
-    """gunicorn's logger, with every client-controlled field of an access line escaped, and the
-    FCM registration token of `DELETE /api/devices/<token>` left out."""
+    """gunicorn's logger, in the format of the app's own lines (LOG_FORMAT, gateway/logs.py),
+    with every client-controlled field of an access line escaped, and the FCM registration
+    token of `DELETE /api/devices/<token>` left out. In JSON an access line is an object with
+    the request's fields and its `request_id`."""
+
+    log_format = "text"
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # Read here, in the arbiter, from the environment: the app's settings load later.
+        self.log_format = logs.format_for(
+            os.environ.get("LOG_FORMAT"), os.environ.get("APP_ENV") or "production"
+        )
+        for handler in self.error_log.handlers:
+            handler.setFormatter(logs.formatter(self.log_format))
+        if self.log_format == "json":
+            for handler in self.access_log.handlers:
+                handler.setFormatter(logs.JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if self.log_format != "json":
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        fields = {
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"],
+            "duration_ms": round(atoms["D"] / 1000, 3),
+            "remote": atoms["h"],
+            "user_agent": atoms["a"],
+        }
+        extra = {"request_id": atoms.get("{x-request-id}o"), "fields": fields}
+        self.access_log.info("%s %s %s", atoms["m"], atoms["U"], atoms["s"], extra=extra)
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

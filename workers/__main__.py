@@ -13,6 +13,7 @@ import signal
 
 from rq import SimpleWorker
 
+from gateway import logs
 from settings import load
 from workers import runtime
 from workers.notifier import start_notifiers, stop_notifiers
@@ -23,8 +24,9 @@ def main() -> None:
     # Until RQ installs its own handlers (once the worker runs), a SIGTERM (a deploy while the
     # process is still starting) ends it cleanly instead of killing it by the signal.
     signal.signal(signal.SIGTERM, _exit_while_starting)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rt = runtime.Runtime(load())
+    settings = load()
+    logs.configure(logs.format_for(settings.log_format, settings.app_env))
+    rt = runtime.Runtime(settings)
     runtime.install(rt)
     rt.gw.ensure_groups()
     scheduler = Scheduler(rt)

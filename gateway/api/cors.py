@@ -13,10 +13,10 @@ from flask import Flask
 from flask_cors import CORS
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
+REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID"]
 # What a script may read of an answer: a 202's status URL and when to look at it, a replay
-# marker, a 429's or 503's wait.
-EXPOSED_HEADERS = ["Location", "Retry-After", "Idempotent-Replayed"]
+# marker, a 429's or 503's wait, the request's id for a bug report.
+EXPOSED_HEADERS = ["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"]
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 
 
