@@ -22,7 +22,7 @@ import abc
 from collections.abc import Sequence
 from typing import ClassVar
 
-from gateway.notify.events import Event
+from plugins.events import Event
 
 __all__ = ["Event", "Notifier"]
 

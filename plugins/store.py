@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from gateway.merge_patch import merge_patch
+from plugins.merge_patch import merge_patch
 
 Op = Literal["create", "replace", "patch", "delete"]
 Document = dict[str, Any]

@@ -36,7 +36,6 @@ from gateway.api.openapi import (
 )
 from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, prepare, status_of
 from gateway.ids import new_entity_id
-from gateway.merge_patch import merge_patch
 from gateway.problems import Problem
 from gateway.validation import (
     JSON_TYPES,
@@ -46,6 +45,7 @@ from gateway.validation import (
     json_object,
     refused,
 )
+from plugins.merge_patch import merge_patch
 from plugins.store import Document, Op, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.api")
