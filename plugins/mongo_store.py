@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from plugins.hookspecs import hookimpl
+from plugins.names import is_well_formed
 from plugins.store import (
     Command,
     Document,
@@ -61,13 +61,12 @@ from settings import Settings
 log = logging.getLogger("gateway.mongo_store")
 
 META = "_gw"  # the gateway's field in each stored document: {"seq", "deleted", "at"}
-RESERVED = frozenset({"_id", META})
+STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
 MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
 DUPLICATE_KEY = 11000
 CONFLICT_ROUNDS = 5  # re-plans of entities whose write lost a race, before the batch fails
 LIVE = {f"{META}.deleted": {"$ne": True}}  # not a tombstone
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class Conflict(Exception):
@@ -151,7 +150,7 @@ class MongoStore(Store):
         """`_id` and `_gw` are the store's; MongoDB field names do not start with `$`."""
         errors = []
         for name in document:
-            if name in RESERVED:
+            if name in STORE_FIELDS:
                 errors.append({"field": name, "message": "is reserved by the MongoDB store"})
         for path in _dollar_keys(document):
             errors.append({"field": path, "message": "a MongoDB field name cannot start with '$'"})
@@ -224,7 +223,7 @@ class MongoStore(Store):
     ) -> Plan:
         """Fold the commands at `indexes` into the stored state: outcomes and writes."""
         plan = Plan(collection)
-        if not is_collection(collection):
+        if not is_well_formed(collection):
             plan.outcomes = {i: f"{collection!r} is not a collection name" for i in indexes}
             return plan
         ids = sorted({commands[i].entity_id for i in indexes})
@@ -296,7 +295,7 @@ class MongoStore(Store):
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, collection: str, entity_id: str) -> Document | None:
-        if not is_collection(collection):
+        if not is_well_formed(collection):
             return None
         with self._translated():
             found = self._collection(collection).find_one({"_id": entity_id, **LIVE})
@@ -304,7 +303,7 @@ class MongoStore(Store):
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
-        if not is_collection(collection):
+        if not is_well_formed(collection):
             return Page(items=[], next=None)
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.
         query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE}
@@ -335,11 +334,6 @@ class MongoStore(Store):
 REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
 
 
-def is_collection(name: str) -> bool:
-    """A gateway collection name (the API's pattern): never `system.*` nor a name with a `$`."""
-    return COLLECTION.fullmatch(name) is not None
-
-
 def _seq(stored: Document | None) -> int:
     """The sequence of the last command applied to a stored document (-1: none, or not ours)."""
     if stored is None or not isinstance(stored.get(META), dict):
@@ -351,7 +345,7 @@ def _document(stored: Document | None) -> Document | None:
     """The entity's document, without the store's fields; None when absent or deleted."""
     if stored is None or (isinstance(stored.get(META), dict) and stored[META].get("deleted")):
         return None
-    return {k: v for k, v in stored.items() if k not in RESERVED}
+    return {k: v for k, v in stored.items() if k not in STORE_FIELDS}
 
 
 def _stored_form(entity_id: str, seq: int, document: Document | None) -> Document:

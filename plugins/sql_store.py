@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -28,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plugins.hookspecs import hookimpl
 from plugins.lookups import BoundedLookups
+from plugins.names import is_well_formed
 from plugins.sql_tables import MappedTable, json_checked_columns
 from plugins.store import (
     Command,
@@ -48,9 +48,6 @@ log = logging.getLogger("gateway.sql_store")
 T = TypeVar("T")
 
 LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
-# The collections this store keeps: the gateway's names, which are also safe table names that no
-# database truncates (PostgreSQL cuts identifiers at 63 bytes).
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 # Entity ids compare and sort by code point: MariaDB's default collations fold case and trailing
 # spaces, and PostgreSQL's follow the database's locale (where "a" < "B" < "b").
@@ -277,7 +274,7 @@ class SqlStore(Store):
         is a team's table, reflected once per process and mapped column by column.
         """
         layout = self._layouts.get(collection)
-        if layout is not None or not is_collection(collection):
+        if layout is not None or not is_well_formed(collection):
             return layout
         with self._lock:
             if collection in self._layouts:
@@ -354,7 +351,7 @@ class SqlStore(Store):
         database at most LOOKUP_WAIT_SECONDS (StoreUnavailable past it), and none waits while
         the database does not answer."""
         layout = self._layouts.get(collection)
-        if layout is None and (not is_collection(collection) or self._recently_absent(collection)):
+        if layout is None and (not is_well_formed(collection) or self._recently_absent(collection)):
             return []  # the database is asked about a collection without a table every 2 s at most
         if layout is None:
             layout = self._lookups.get(collection)
@@ -370,7 +367,7 @@ class SqlStore(Store):
         outcomes: list[Outcome] = [None] * len(commands)
         by_collection: dict[str, list[int]] = {}
         for index, command in enumerate(commands):
-            if is_collection(command.collection):
+            if is_well_formed(command.collection):
                 by_collection.setdefault(command.collection, []).append(index)
             else:
                 outcomes[index] = f"{command.collection!r} is not a collection name"
@@ -535,11 +532,6 @@ class SqlStore(Store):
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def is_collection(name: str) -> bool:
-    """Whether `name` can be a collection of this store (the ledger's name cannot)."""
-    return COLLECTION.fullmatch(name) is not None
 
 
 def _duplicate_key(error: exc.DBAPIError) -> bool:

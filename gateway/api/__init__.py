@@ -13,7 +13,8 @@ from werkzeug.urls import iri_to_uri
 from gateway.auth import bearer_token, user_of
 from gateway.context import Gateway
 from gateway.schemas import Collections
-from gateway.validation import RESERVED, BodyLimits, check_entity_id, unknown_collection
+from gateway.validation import BodyLimits, check_entity_id, unknown_collection
+from plugins.names import COLLECTION_NAME, RESERVED
 
 
 class CollectionConverter(BaseConverter):
@@ -21,7 +22,7 @@ class CollectionConverter(BaseConverter):
     match, so `/api/commands/<id>`, `/api/devices/<token>` and `/api/events` are only their own
     routes, and a request there with another method is 405 with their own `Allow`."""
 
-    regex = rf"(?!(?:{'|'.join(sorted(RESERVED))})(?![a-z0-9_]))[a-z][a-z0-9_]{{0,62}}"
+    regex = rf"(?!(?:{'|'.join(RESERVED)})(?![a-z0-9_])){COLLECTION_NAME}"
 
 
 def gateway() -> Gateway:
@@ -51,7 +52,7 @@ def authenticate() -> None:
         current_user()
 
 
-def check_collection(name: str) -> str:
+def check_collection_exists(name: str) -> str:
     """The collection, if it exists (404 otherwise): a well-formed, unreserved name, and one of
     COLLECTIONS or SCHEMAS_DIR when they are set."""
     if not collections().exists(name):
@@ -60,7 +61,7 @@ def check_collection(name: str) -> str:
 
 
 def check_target(collection: str, entity_id: str) -> None:
-    check_collection(collection)
+    check_collection_exists(collection)
     check_entity_id(entity_id)
 
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from gateway.api import (
     authenticate,
     body_limits,
-    check_collection,
+    check_collection_exists,
     check_target,
     collections,
     current_user,
@@ -195,7 +195,7 @@ ALL_PROBLEMS = ("400", "404", "413", "415", "422", "503")
     )
 )
 def create(collection: str) -> Response:
-    check_collection(collection)
+    check_collection_exists(collection)
     body = json_object(request, JSON_TYPES, body_limits())
     entity_id = check_entity_id(body["id"]) if "id" in body else new_entity_id()
     document = _without_id(body, entity_id)

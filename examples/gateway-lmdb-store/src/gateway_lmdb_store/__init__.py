@@ -13,7 +13,6 @@ holds per entity the sequence of the last command applied, written in the same t
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ import lmdb
 import orjson
 import pluggy
 
+from plugins.names import is_well_formed
 from plugins.store import (
     Command,
     Document,
@@ -39,7 +39,6 @@ from plugins.store import (
 hookimpl = pluggy.HookimplMarker("gateway")
 
 DEFAULT_MAP_SIZE = 1 << 30
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SEPARATOR = b"\x00"  # between collection and id in a key: no collection or entity id holds it
 
 
@@ -72,7 +71,7 @@ class LmdbStore(Store):
 
     def _key(self, env: lmdb.Environment, collection: str, entity_id: str) -> bytes:
         """The key of an entity; Rejected when LMDB cannot hold it (511 bytes at most)."""
-        if not COLLECTION.fullmatch(collection):
+        if not is_well_formed(collection):
             raise Rejected(f"{collection!r} is not a collection name")
         key = collection.encode() + SEPARATOR + entity_id.encode()
         if len(key) > env.max_key_size():
@@ -127,7 +126,7 @@ class LmdbStore(Store):
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
         env, documents, _ = self._open()
-        if not COLLECTION.fullmatch(collection):
+        if not is_well_formed(collection):
             return Page(items=[], next=None)
         prefix = collection.encode() + SEPARATOR
         found: list[tuple[str, Document]] = []
