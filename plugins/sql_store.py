@@ -12,6 +12,7 @@ more levels deep; the store answers such a document with `Rejected`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from plugins.hookspecs import hookimpl
+from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedLookups
 from plugins.names import is_well_formed
 from plugins.sql_tables import MappedTable, json_checked_columns
@@ -38,8 +40,7 @@ from plugins.store import (
     Rejected,
     Store,
     StoreUnavailable,
-    decode_cursor,
-    encode_cursor,
+    list_page,
 )
 from settings import Settings
 
@@ -365,25 +366,23 @@ class SqlStore(Store):
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(commands)
-        by_collection: dict[str, list[int]] = {}
-        for index, command in enumerate(commands):
-            if is_well_formed(command.collection):
-                by_collection.setdefault(command.collection, []).append(index)
-            else:
-                outcomes[index] = f"{command.collection!r} is not a collection name"
-        if not by_collection:
+        groups = by_collection(commands)
+        for collection in [c for c in groups if not is_well_formed(c)]:
+            for index in groups.pop(collection):
+                outcomes[index] = f"{collection!r} is not a collection name"
+        if not groups:
             return outcomes
         with self._translated(writing=True):
             # Run again after a lost connection: the ledger makes a command committed before
             # the loss an "applied before" the second time.
-            return self._retried(lambda: self._apply_grouped(commands, by_collection, list(outcomes)))
+            return self._retried(lambda: self._apply_grouped(commands, groups, list(outcomes)))
 
     def _apply_grouped(
-        self, commands: Sequence[Command], by_collection: dict[str, list[int]], outcomes: list[Outcome]
+        self, commands: Sequence[Command], groups: dict[str, list[int]], outcomes: list[Outcome]
     ) -> list[Outcome]:
-        layouts = {c: self._writable(c) for c in by_collection}
+        layouts = {c: self._writable(c) for c in groups}
         with self.writer.begin() as conn:
-            for collection, indexes in by_collection.items():
+            for collection, indexes in groups.items():
                 batch = [commands[i] for i in indexes]
                 applied = self._apply_collection(conn, layouts[collection], batch)
                 for i, outcome in zip(indexes, applied, strict=True):
@@ -402,33 +401,10 @@ class SqlStore(Store):
             ).all()
         )
         before = layout.read_for_update(conn, ids)
-        after: dict[str, Document | None] = {}  # the entities a command changed: their new state
-        applied_seq: dict[str, int] = {}
-        outcomes: list[Outcome] = []
-        for command in batch:
-            entity = command.entity_id
-            last = applied_seq.get(entity, seqs.get(entity, -1))
-            if command.seq <= last:
-                outcomes.append(None)  # applied before: a re-delivery, or a stale worker
-                continue
-            current = after[entity] if entity in after else before.get(entity)
-            try:
-                refused = layout.refuse_id(entity)
-                if refused:
-                    raise Rejected(refused)
-                document = command.apply_to(current)
-                refused = layout.refuse_document(document) if document is not None else None
-                if refused:
-                    raise Rejected(f"{collection}/{entity}: {refused}")
-            except Rejected as reason:
-                outcomes.append(str(reason))
-                continue
-            after[entity] = document
-            applied_seq[entity] = command.seq
-            outcomes.append(None)
-        layout.write(conn, before, after)
-        self._write_ledger(conn, collection, seqs, applied_seq)
-        return outcomes
+        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout))
+        layout.write(conn, before, folded.documents)
+        self._write_ledger(conn, collection, seqs, folded.seqs)
+        return folded.outcomes
 
     def _write_ledger(
         self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]
@@ -496,19 +472,18 @@ class SqlStore(Store):
             return layout.get(conn, entity_id)
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        after = decode_cursor(cursor) if cursor is not None else None
-        with self._translated():
-            rows = self._retried(lambda: self._page(collection, after, limit + 1))
-        items = [{**doc, "id": entity_id} for entity_id, doc in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if more else None)
+        return list_page(self._fetch_page, collection, limit, cursor)
 
-    def _page(self, collection: str, after: str | None, limit: int) -> list[tuple[str, Document]]:
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+        with self._translated():
+            return self._retried(lambda: self._page(collection, after, count))
+
+    def _page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
         layout = self._layout(collection)
         if layout is None:
             return []
         with self.engine.connect() as conn:
-            return layout.page(conn, after, limit)
+            return layout.page(conn, after, count)
 
     def ping(self) -> None:
         with self._translated():
@@ -532,6 +507,18 @@ class SqlStore(Store):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _apply_to_table(layout: Layout, command: Command, current: Document | None) -> Document | None:
+    """`Command.apply_to`, refusing what the collection's table cannot hold (an id, a document)."""
+    refused = layout.refuse_id(command.entity_id)
+    if refused:
+        raise Rejected(refused)
+    document = command.apply_to(current)
+    refused = layout.refuse_document(document) if document is not None else None
+    if refused:
+        raise Rejected(f"{command.collection}/{command.entity_id}: {refused}")
+    return document
 
 
 def _duplicate_key(error: exc.DBAPIError) -> bool:

@@ -19,6 +19,8 @@ CONTRACT = (
     "plugins.notifier",
     "plugins.events",
     "plugins.merge_patch",
+    "plugins.names",
+    "plugins.ledger",
     "plugins.conformance",
 )
 BUILT_IN = ("plugins.sql_store", "plugins.mongo_store", "plugins.fcm_notifier")
@@ -67,3 +69,41 @@ def test_every_form_of_the_collection_name_rule_agrees(name: str) -> None:
     assert Draft202012Validator(_collection_schema(app)).is_valid(name) == expected  # type: ignore[arg-type]
     assert Collections(None, {}).exists(name) == expected
     assert is_well_formed(name) == (expected or name in RESERVED)
+
+
+def test_the_ledger_fold_skips_what_was_applied_and_folds_each_entity() -> None:
+    from plugins.conformance import cmd
+    from plugins.ledger import fold
+
+    batch = [
+        cmd(3, "patch", "c", "a", {"x": 1}),  # not above a's last seq: applied before
+        cmd(5, "patch", "c", "a", {"y": 2}),
+        cmd(6, "create", "c", "b", {"v": 1}),
+        cmd(7, "create", "c", "b", {"v": 2}),  # b exists by now: rejected, changes nothing
+        cmd(8, "delete", "c", "a"),
+    ]
+    folded = fold(batch, {"a": 4}, {"a": {"x": 0}})
+    assert folded.outcomes[:3] == [None, None, None] and isinstance(folded.outcomes[3], str)
+    assert folded.outcomes[4] is None
+    assert folded.documents == {"a": None, "b": {"v": 1}}
+    assert folded.seqs == {"a": 8, "b": 6}
+
+
+def test_a_page_points_after_its_last_document_when_there_are_more() -> None:
+    from plugins.store import decode_cursor, list_page
+
+    rows = [("a", {"v": 1}), ("b", {"v": 2}), ("c", {"v": 3})]
+    asked: list[tuple[str, str | None, int]] = []
+
+    def fetch(collection: str, after: str | None, count: int) -> list[tuple[str, dict[str, int]]]:
+        asked.append((collection, after, count))
+        return [row for row in rows if after is None or row[0] > after][:count]
+
+    first = list_page(fetch, "c", 2, None)
+    assert first.items == [{"v": 1, "id": "a"}, {"v": 2, "id": "b"}] and first.next is not None
+    assert decode_cursor(first.next) == "b"
+    last = list_page(fetch, "c", 2, first.next)
+    assert last.items == [{"v": 3, "id": "c"}] and last.next is None
+    assert asked == [("c", None, 3), ("c", "b", 3)]
+    with pytest.raises(ValueError):
+        list_page(fetch, "c", 2, "not a cursor!")
