@@ -1,8 +1,10 @@
 """The built-in SQL store: PostgreSQL, SQLite and MariaDB/MySQL through SQLAlchemy Core.
 
-Each collection is a table of JSON documents (`id`, `doc`), created on first write. A ledger
-table keeps, per entity, the sequence of the last command applied: the store's idempotency and
-fencing record, written in the same transaction as the documents.
+Each collection is a table: a team's own (`plugins.sql_tables`), or one of JSON documents
+(`id`, `doc`) created on first write (`plugins.sql_documents`), on an engine set up for
+concurrent writers (`plugins.sql_engine`). A ledger table keeps, per entity, the sequence of the
+last command applied: the store's idempotency and fencing record, written in the same
+transaction as the documents.
 
 Ids compare and sort by code point on every database (PostgreSQL's `C` collation, MariaDB's
 binary one), so that a list walks the same order everywhere. MariaDB refuses JSON nested 32 or
@@ -14,22 +16,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy import event, exc
-from sqlalchemy.dialects import mysql, postgresql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
 
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedLookups
 from plugins.names import is_well_formed
+from plugins.sql_documents import DocumentTable, EntityId, JsonDoc
+from plugins.sql_engine import make_engine
 from plugins.sql_tables import MappedTable, json_checked_columns
 from plugins.store import (
     Command,
@@ -50,22 +51,6 @@ T = TypeVar("T")
 
 LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
 
-# Entity ids compare and sort by code point: MariaDB's default collations fold case and trailing
-# spaces, and PostgreSQL's follow the database's locale (where "a" < "B" < "b").
-EntityId = (
-    sa.String(200)
-    .with_variant(mysql.VARCHAR(200, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
-    .with_variant(postgresql.VARCHAR(200, collation="C"), "postgresql")
-)
-JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as error:  # a lone surrogate, an int past 64 bits
-        raise Rejected(f"the document cannot be encoded as JSON: {error}") from error
-
 
 # MySQL/MariaDB error codes of a document the database refuses: a failed CHECK (MariaDB's JSON
 # column checks JSON_VALID, which refuses nesting of 32 levels or more), invalid JSON text and too
@@ -73,14 +58,6 @@ def _dumps(value: Any) -> str:
 REFUSED_BY_MYSQL = frozenset({4025, 3140, 3157})
 
 
-CONNECT_TIMEOUT_SECONDS = 5
-# How soon a database connection that stopped answering mid-statement is given up (see
-# make_engine); far above what any statement of the store takes.
-KEEPALIVE_IDLE_SECONDS = 10
-KEEPALIVE_INTERVAL_SECONDS = 5
-KEEPALIVE_COUNT = 3
-TCP_USER_TIMEOUT_MS = 30_000
-READ_TIMEOUT_SECONDS = 60  # MariaDB: above InnoDB's 50 s lock wait, which fails on its own
 # How long the answer "this collection has no table (yet)" is trusted before the database is
 # asked again: writes to a new collection check its table once in a while, not on every request.
 ABSENT_TABLE_SECONDS = 2.0
@@ -89,149 +66,6 @@ ABSENT_TABLE_SECONDS = 2.0
 # lookup is retried in the background (writes do not wait for it then). See plugins.lookups.
 LOOKUP_WAIT_SECONDS = 1.0
 LOOKUP_RETRY_SECONDS = 2.0
-
-
-def make_engine(url: str) -> Engine:
-    """An engine with the per-dialect settings that concurrent writers need."""
-    options: dict[str, Any] = {}
-    backend = sa.make_url(url).get_backend_name()
-    if backend == "postgresql":
-        # A database that does not answer fails a connection in seconds instead of holding it,
-        # and one that vanishes mid-statement (a network partition, a host gone) fails it within
-        # about half a minute: TCP keepalives for a connection waiting on a reply, a limit on
-        # unacknowledged data for one sending. Without them a statement waits for good.
-        options["connect_args"] = {
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "keepalives": 1,
-            "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
-            "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
-            "keepalives_count": KEEPALIVE_COUNT,
-            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
-        }
-    if backend in ("mysql", "mariadb"):
-        # PyMySQL's own socket timeouts: a statement without a reply for this long fails.
-        options["connect_args"] = {
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "read_timeout": READ_TIMEOUT_SECONDS,
-            "write_timeout": READ_TIMEOUT_SECONDS,
-        }
-        # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
-        # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
-        options["isolation_level"] = "READ COMMITTED"
-    engine = sa.create_engine(url, json_serializer=_dumps, json_deserializer=orjson.loads, **options)
-    _ping_idle_connections(engine)
-    if engine.dialect.name == "sqlite":
-        _serialize_sqlite_writers(engine)
-    return engine
-
-
-# A pooled connection unused for longer than this is checked (a round trip) before it is used.
-PING_AFTER_IDLE_SECONDS = 1.0
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Check a pooled connection before use only when it sat idle for a while (a restarted
-    database, a server or proxy timeout): a worker's pass and a busy web process's reads then
-    skip the round trip that checking every checkout (`pool_pre_ping`) costs. A connection that
-    died while in use is caught by `SqlStore._retried` instead."""
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except Exception as error:  # noqa: BLE001 - any failure: the pool opens a new connection
-            raise exc.DisconnectionError(f"a pooled connection is dead: {error}") from error
-
-
-def _serialize_sqlite_writers(engine: Engine) -> None:
-    """WAL for readers beside a writer; BEGIN IMMEDIATE so that writers queue instead of failing."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
-        _switch_to_wal(cursor)
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        writing = conn.get_execution_options().get("writer", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
-
-
-SQLITE_BUSY_SECONDS = 30  # how long an SQLite connection waits for another one's lock
-
-
-def _switch_to_wal(cursor: Any) -> None:
-    """PRAGMA journal_mode=WAL, retried while busy.
-
-    Connections that open a new database file at once (a web and a worker process starting)
-    all switch it to WAL; SQLite answers SQLITE_BUSY at once to all but one, without waiting
-    for the busy timeout, since the switch upgrades a shared lock. Once the file is in WAL mode
-    (it stays so), the pragma changes nothing and takes no lock.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            busy = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-class DocumentTable:
-    """A managed collection: a table of JSON documents (`id`, `doc`) that the store created."""
-
-    def __init__(self, table: sa.Table) -> None:
-        self.table = table
-
-    def validate(self, op: Op, document: Document) -> list[dict[str, str]]:
-        return []  # any JSON object fits
-
-    def refuse_id(self, entity_id: str) -> str | None:
-        return None
-
-    def refuse_document(self, document: Document) -> str | None:
-        return None
-
-    def read_for_update(self, conn: Connection, entity_ids: list[str]) -> dict[str, Document]:
-        table = self.table
-        query = sa.select(table.c.id, table.c.doc).where(table.c.id.in_(entity_ids)).with_for_update()
-        return dict(conn.execute(query).all())  # type: ignore[arg-type]
-
-    def write(self, conn: Connection, before: dict[str, Document], after: dict[str, Document | None]) -> None:
-        # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.
-        table = self.table
-        inserts = [{"id": k, "doc": v} for k, v in after.items() if k not in before and v is not None]
-        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None]
-        deletes = [{"_id": k} for k, v in after.items() if k in before and v is None]
-        if inserts:
-            conn.execute(table.insert(), inserts)
-        if updates:
-            conn.execute(table.update().where(table.c.id == sa.bindparam("_id")), updates)
-        if deletes:
-            conn.execute(table.delete().where(table.c.id == sa.bindparam("_id")), deletes)
-
-    def get(self, conn: Connection, entity_id: str) -> Document | None:
-        return conn.execute(sa.select(self.table.c.doc).where(self.table.c.id == entity_id)).scalar()
-
-    def page(self, conn: Connection, after: str | None, limit: int) -> list[tuple[str, Document]]:
-        table = self.table
-        query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit)
-        if after is not None:
-            query = query.where(table.c.id > after)
-        return [(entity_id, doc) for entity_id, doc in conn.execute(query)]
 
 
 Layout = DocumentTable | MappedTable
