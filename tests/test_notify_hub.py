@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.notify.events import read_log
+from gateway.notify.event_log import read_log
 from gateway.notify.hub import MAX_BUFFERED
 from plugins.events import Event
 from tests.notify_support import log_event

@@ -1,4 +1,4 @@
-"""The web side of notification events: reading a user's log and the ids clients send back.
+"""A user's event log as the web side reads it: replaying it, and the ids clients send back.
 
 `finish.lua` appends each finished command's event to its owner's log, `Keys.events(user)`, a
 stream whose entry id is the event id (monotonic per user), and to the outbox with the owner and
@@ -14,9 +14,6 @@ import redis
 from gateway.keys import Keys
 from gateway.problems import Problem
 from plugins.events import Event, id_order
-
-# `Event` is also importable from here, as the worker's notifier threads have it.
-__all__ = ["Event", "last_event_id", "newest_id", "read_log"]
 
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a Redis stream entry id, `<ms>-<seq>`
 MAX_PART = 2**64 - 1  # both parts of a stream id are 64-bit; the greatest id has no successor
