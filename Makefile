@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 venv install: $(STAMP)
 
-# Reinstall only when a requirements file (or the example plugin's package) changed since the last install.
-$(STAMP): requirements.txt requirements-dev.txt examples/gateway-lmdb-store/pyproject.toml
+# Reinstall only when a requirements file or a package's metadata (the gateway's, the example
+# plugin's) changed since the last install.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml examples/gateway-lmdb-store/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

@@ -16,11 +16,11 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from gateway.validation import check_collection_name, field_name
+from gateway.validation import field_name
+from plugins.names import RULE, is_collection_name
 from settings import Settings
 
 MAX_ERRORS = 50  # a document can break a schema in many places; the first ones are enough to fix
-NAME_RULE = "[a-z][a-z0-9_]{0,62}, not commands, events or devices"
 MAX_MESSAGE = 300  # jsonschema quotes the offending value, which may be large
 
 
@@ -35,15 +35,15 @@ class Collections:
     def from_settings(cls, settings: Settings) -> Collections:
         allowlist = settings.collection_allowlist
         for name in allowlist:
-            if not check_collection_name(name):
-                raise ValueError(f"COLLECTIONS: {name!r} is not a collection name ({NAME_RULE})")
+            if not is_collection_name(name):
+                raise ValueError(f"COLLECTIONS: {name!r} is not a collection name ({RULE})")
         validators = load_schemas(Path(settings.schemas_dir)) if settings.schemas_dir else {}
         if not allowlist and not settings.schemas_dir:
             return cls(None, {})
         return cls(frozenset(allowlist) | frozenset(validators), validators)
 
     def exists(self, name: str) -> bool:
-        if not check_collection_name(name):
+        if not is_collection_name(name):
             return False
         return self.names is None or name in self.names
 
@@ -62,8 +62,8 @@ def load_schemas(folder: Path) -> dict[str, Draft202012Validator]:
         raise ValueError(f"SCHEMAS_DIR: {str(folder)!r} is not a folder")
     validators = {}
     for path in sorted(folder.glob("*.json")):
-        if not check_collection_name(path.stem):
-            raise ValueError(f"SCHEMAS_DIR: {path.name} does not name a collection ({NAME_RULE})")
+        if not is_collection_name(path.stem):
+            raise ValueError(f"SCHEMAS_DIR: {path.name} does not name a collection ({RULE})")
         try:
             schema = orjson.loads(path.read_bytes())
             Draft202012Validator.check_schema(schema)

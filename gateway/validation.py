@@ -22,8 +22,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway.problems import Problem
 
-COLLECTION = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED = frozenset({"commands", "events", "devices"})
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 
@@ -41,20 +39,8 @@ class BodyLimits:
     max_members: int  # object members and array elements in the whole body, at every depth
 
 
-def check_collection_name(name: str) -> bool:
-    return bool(COLLECTION.match(name)) and name not in RESERVED
-
-
 def unknown_collection(name: str) -> Problem:
     return Problem(404, "Not Found", f"There is no collection {name!r}.", slug="unknown-collection")
-
-
-def check_collection(name: str) -> str:
-    """The name, if it can be a collection's (404 otherwise); `gateway.api.check_collection` also
-    holds it to COLLECTIONS and SCHEMAS_DIR."""
-    if not check_collection_name(name):
-        raise unknown_collection(name)
-    return name
 
 
 def check_entity_id(entity_id: Any, *, field: str = "id") -> str:

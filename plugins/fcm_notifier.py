@@ -1,10 +1,11 @@
 """Built-in notifier: Firebase Cloud Messaging pushes to the devices each user registered.
 
 On when FCM_CREDENTIALS holds a service-account key (a JSON file's path, or the JSON itself);
-off otherwise, said once in the worker's log. The notifier only queues, on the `<prefix>-push`
-RQ queue, a job per event whose owner has a device; the worker's RQ worker runs `send_push`,
+off otherwise, said once in the worker's log. The notifier only queues a background job per
+event whose owner has a device (`NotifierServices.enqueue`); a worker process runs `send_push`,
 which sends the event as a data message to each of the owner's devices through firebase-admin
-(never from a web request, never on the apply path), and drops the tokens FCM calls dead.
+(never from a web request, never on the apply path), and drops the tokens FCM calls dead. It
+uses only the plugin contract and the services the worker hands it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,9 @@ from typing import Any
 
 import firebase_admin
 from firebase_admin import credentials, exceptions, messaging
-from rq import Queue
 
-from gateway.keys import Keys
-from gateway.notify.devices import DeviceRegistry
-from gateway.redis_client import connect
 from plugins.hookspecs import hookimpl
-from plugins.notifier import Event, Notifier
+from plugins.notifier import Event, Job, Notifier, NotifierServices
 from settings import Settings
 
 log = logging.getLogger("gateway.fcm")
@@ -50,12 +47,12 @@ class PushFailed(RuntimeError):
 
 
 @hookimpl
-def register_notifiers(settings: Settings) -> list[Notifier] | None:
+def register_notifiers(settings: Settings, services: NotifierServices) -> list[Notifier] | None:
     if not settings.fcm_credentials:
         log.info("FCM push notifications are off: FCM_CREDENTIALS is not set")
         return None
     firebase_app(settings.fcm_credentials)  # a bad key stops the worker at start, not at a send
-    return [FcmNotifier(settings)]
+    return [FcmNotifier(services)]
 
 
 class FcmNotifier(Notifier):
@@ -63,44 +60,34 @@ class FcmNotifier(Notifier):
 
     name = "fcm"
 
-    def __init__(self, settings: Settings) -> None:
-        keys = Keys(settings.key_prefix)
-        self.redis = connect(settings)
-        self.devices = DeviceRegistry(self.redis, keys)
-        self.rq_redis = connect(settings, decode=False)
-        self.queue = Queue(keys.push_queue(), connection=self.rq_redis)
+    def __init__(self, services: NotifierServices) -> None:
+        self.services = services
 
     def notify(self, events: Sequence[Event]) -> None:
-        with_devices = self.devices.has_devices([e.user for e in events])
+        with_devices = self.services.devices.has_devices([e.user for e in events])
         wanted = [event for event, has in zip(events, with_devices, strict=True) if has]
         if wanted:
-            self.queue.enqueue_many([self._job(event) for event in wanted])
-
-    def _job(self, event: Event) -> Any:
-        return Queue.prepare_data(
-            SEND_JOB,
-            args=(event.user, event.as_dict()),
-            timeout=JOB_TIMEOUT_SECONDS,
-            result_ttl=0,
-            failure_ttl=FAILED_JOB_TTL_SECONDS,
-            description=f"push {event.type} {event.command_id}",
-        )
-
-    def close(self) -> None:
-        self.redis.close()
-        self.rq_redis.close()
+            self.services.enqueue([push_job(event) for event in wanted])
 
 
-def send_push(user: str, event: dict[str, str | None]) -> str:
-    """RQ job: send `event` to each of the user's devices; drop the tokens FCM calls dead."""
-    from workers import runtime  # the worker process's clients, or ones built from the environment
+def push_job(event: Event) -> Job:
+    return Job(
+        SEND_JOB,
+        (event.user, event.as_dict()),
+        description=f"push {event.type} {event.command_id}",
+        timeout_seconds=JOB_TIMEOUT_SECONDS,
+        keep_failed_seconds=FAILED_JOB_TTL_SECONDS,
+    )
 
-    gw = runtime.current().gw
-    registry = DeviceRegistry(gw.redis, gw.keys)
+
+def send_push(services: NotifierServices, user: str, event: dict[str, str | None]) -> str:
+    """Background job: send `event` to each of the user's devices; drop the tokens FCM calls dead."""
+    registry = services.devices
     tokens = registry.tokens(user)
     if not tokens:
         return "no devices"
-    if not gw.settings.fcm_credentials:
+    credentials_value = services.settings.fcm_credentials
+    if not credentials_value:
         raise PushFailed("FCM_CREDENTIALS is not set in the process that runs the push jobs")
     data = {name: "" if value is None else str(value) for name, value in event.items()}
     # FCM refuses a data payload over 4 KB as INVALID_ARGUMENT, which reads as a dead token:
@@ -111,7 +98,7 @@ def send_push(user: str, event: dict[str, str | None]) -> str:
         # firebase-admin 7.7 deprecates them in favour of installation IDs (`fids`).
         warnings.simplefilter("ignore", DeprecationWarning)
         message = messaging.MulticastMessage(tokens=tokens, data=data)
-    batch = messaging.send_each_for_multicast(message, app=firebase_app(gw.settings.fcm_credentials))
+    batch = messaging.send_each_for_multicast(message, app=firebase_app(credentials_value))
     dead, failed = [], []
     for token, response in zip(tokens, batch.responses, strict=True):
         if response.success:

@@ -15,7 +15,7 @@ from typing import Any
 import pluggy
 
 from plugins import hookspecs
-from plugins.notifier import Notifier
+from plugins.notifier import Notifier, NotifierServices
 from plugins.store import Store
 from settings import Settings
 
@@ -82,10 +82,15 @@ class Plugins:
                 found[store.name] = store
         return found
 
-    def notifiers(self) -> list[Notifier]:
-        """Every notifier the plugins provide for these settings (FCM, webhooks, ...)."""
+    def notifiers(self, services: NotifierServices | None = None) -> list[Notifier]:
+        """Every notifier the plugins provide for these settings (FCM, webhooks, ...), handed
+        `services` (by default the worker runtime's: only worker processes run notifiers)."""
+        if services is None:
+            from workers.plugin_services import RuntimeServices  # the worker's, never the web's
+
+            services = RuntimeServices()
         found: dict[str, Notifier] = {}
-        for batch in self.pm.hook.register_notifiers(settings=self.settings):
+        for batch in self.pm.hook.register_notifiers(settings=self.settings, services=services):
             for notifier in batch or ():
                 if notifier.name in found:
                     raise PluginError(f"two plugins provide a notifier named {notifier.name!r}")

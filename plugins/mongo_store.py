@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,8 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from plugins.hookspecs import hookimpl
+from plugins.ledger import by_collection, fold
+from plugins.names import is_well_formed
 from plugins.store import (
     Command,
     Document,
@@ -53,21 +54,19 @@ from plugins.store import (
     Rejected,
     Store,
     StoreUnavailable,
-    decode_cursor,
-    encode_cursor,
+    list_page,
 )
 from settings import Settings
 
 log = logging.getLogger("gateway.mongo_store")
 
 META = "_gw"  # the gateway's field in each stored document: {"seq", "deleted", "at"}
-RESERVED = frozenset({"_id", META})
+STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
 MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
 DUPLICATE_KEY = 11000
 CONFLICT_ROUNDS = 5  # re-plans of entities whose write lost a race, before the batch fails
 LIVE = {f"{META}.deleted": {"$ne": True}}  # not a tombstone
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class Conflict(Exception):
@@ -151,7 +150,7 @@ class MongoStore(Store):
         """`_id` and `_gw` are the store's; MongoDB field names do not start with `$`."""
         errors = []
         for name in document:
-            if name in RESERVED:
+            if name in STORE_FIELDS:
                 errors.append({"field": name, "message": "is reserved by the MongoDB store"})
         for path in _dollar_keys(document):
             errors.append({"field": path, "message": "a MongoDB field name cannot start with '$'"})
@@ -161,30 +160,26 @@ class MongoStore(Store):
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(commands)
-        by_collection: dict[str, list[int]] = {}
-        for index, command in enumerate(commands):
-            by_collection.setdefault(command.collection, []).append(index)
         if not commands:
             return outcomes
+        groups = by_collection(commands)
         with self._translated(writing=True):
             if self.transactions():
-                plans = self._apply_in_transaction(commands, by_collection)
+                plans = self._apply_in_transaction(commands, groups)
             else:
-                plans = self._apply_without_transaction(commands, by_collection)
+                plans = self._apply_without_transaction(commands, groups)
         for plan in plans:
             for index, outcome in plan.outcomes.items():
                 outcomes[index] = outcome
         return outcomes
 
-    def _apply_in_transaction(
-        self, commands: Sequence[Command], by_collection: dict[str, list[int]]
-    ) -> list[Plan]:
+    def _apply_in_transaction(self, commands: Sequence[Command], groups: dict[str, list[int]]) -> list[Plan]:
         """Plan and write everything in one transaction. The driver runs the transaction again
         after a transient error (a write conflict with another transaction); a write that
         found its entity changed since it was read (Conflict) aborts it, and it starts over."""
 
         def attempt(session: ClientSession) -> list[Plan]:
-            plans = [self._plan(c, commands, indexes, session) for c, indexes in by_collection.items()]
+            plans = [self._plan(c, commands, indexes, session) for c, indexes in groups.items()]
             for plan in plans:
                 self._write(plan, session)
             return plans
@@ -198,11 +193,11 @@ class MongoStore(Store):
         raise RuntimeError("entities kept changing while being written")
 
     def _apply_without_transaction(
-        self, commands: Sequence[Command], by_collection: dict[str, list[int]]
+        self, commands: Sequence[Command], groups: dict[str, list[int]]
     ) -> list[Plan]:
         """Without transactions: plan every collection (refusing the batch before any write),
         then write; the entities whose write lost a race are planned and written again."""
-        plans = [self._plan(c, commands, indexes, None) for c, indexes in by_collection.items()]
+        plans = [self._plan(c, commands, indexes, None) for c, indexes in groups.items()]
         done: list[Plan] = []
         for plan in plans:
             for _ in range(CONFLICT_ROUNDS):
@@ -224,32 +219,18 @@ class MongoStore(Store):
     ) -> Plan:
         """Fold the commands at `indexes` into the stored state: outcomes and writes."""
         plan = Plan(collection)
-        if not is_collection(collection):
+        if not is_well_formed(collection):
             plan.outcomes = {i: f"{collection!r} is not a collection name" for i in indexes}
             return plan
         ids = sorted({commands[i].entity_id for i in indexes})
         found = self._collection(collection).find({"_id": {"$in": ids}}, session=session)
         stored = {d["_id"]: d for d in found}
-        state: dict[str, Document | None] = {}
-        for index in indexes:
-            command = commands[index]
-            entity = command.entity_id
-            last = plan.seqs.get(entity, _seq(stored.get(entity)))
-            if command.seq <= last:
-                plan.outcomes[index] = None  # applied before: a re-delivery, or a stale worker
-                continue
-            current = state[entity] if entity in state else _document(stored.get(entity))
-            try:
-                problems = self.validate(collection, command.op, command.payload or {})
-                if problems:
-                    raise Rejected("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-                state[entity] = command.apply_to(current)
-            except Rejected as reason:
-                plan.outcomes[index] = str(reason)
-                continue
-            plan.seqs[entity] = command.seq
-            plan.outcomes[index] = None
-        for entity, document in state.items():
+        seqs = {entity: _seq(document) for entity, document in stored.items()}
+        documents = {entity: _document(document) for entity, document in stored.items()}
+        folded = fold([commands[i] for i in indexes], seqs, documents, self._apply_valid)
+        plan.outcomes = dict(zip(indexes, folded.outcomes, strict=True))
+        plan.seqs = folded.seqs
+        for entity, document in folded.documents.items():
             body = _stored_form(entity, plan.seqs[entity], document)
             _check_encodable(collection, entity, body)
             if entity in stored:
@@ -257,6 +238,13 @@ class MongoStore(Store):
             else:
                 plan.writes.append(InsertOne(body))
         return plan
+
+    def _apply_valid(self, command: Command, current: Document | None) -> Document | None:
+        """`Command.apply_to`, refusing a payload `validate` finds fault with (a replayed command)."""
+        problems = self.validate(command.collection, command.op, command.payload or {})
+        if problems:
+            raise Rejected("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        return command.apply_to(current)
 
     def _write(self, plan: Plan, session: ClientSession | None) -> None:
         """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
@@ -296,23 +284,23 @@ class MongoStore(Store):
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, collection: str, entity_id: str) -> Document | None:
-        if not is_collection(collection):
+        if not is_well_formed(collection):
             return None
         with self._translated():
             found = self._collection(collection).find_one({"_id": entity_id, **LIVE})
         return _document(found)
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        after = decode_cursor(cursor) if cursor is not None else None
-        if not is_collection(collection):
-            return Page(items=[], next=None)
+        return list_page(self._fetch_page, collection, limit, cursor)
+
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+        if not is_well_formed(collection):
+            return []
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.
         query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE}
         with self._translated():
-            found = list(self._collection(collection).find(query).sort("_id", 1).limit(limit + 1))
-        items = [{**_document(d), "id": d["_id"]} for d in found[:limit]]  # type: ignore[dict-item]
-        more = len(found) > limit
-        return Page(items=items, next=encode_cursor(found[limit - 1]["_id"]) if more else None)
+            found = self._collection(collection).find(query).sort("_id", 1).limit(count)
+            return [(d["_id"], _document(d)) for d in found]  # type: ignore[misc]
 
     def ping(self) -> None:
         with self._translated():
@@ -335,11 +323,6 @@ class MongoStore(Store):
 REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
 
 
-def is_collection(name: str) -> bool:
-    """A gateway collection name (the API's pattern): never `system.*` nor a name with a `$`."""
-    return COLLECTION.fullmatch(name) is not None
-
-
 def _seq(stored: Document | None) -> int:
     """The sequence of the last command applied to a stored document (-1: none, or not ours)."""
     if stored is None or not isinstance(stored.get(META), dict):
@@ -351,7 +334,7 @@ def _document(stored: Document | None) -> Document | None:
     """The entity's document, without the store's fields; None when absent or deleted."""
     if stored is None or (isinstance(stored.get(META), dict) and stored[META].get("deleted")):
         return None
-    return {k: v for k, v in stored.items() if k not in RESERVED}
+    return {k: v for k, v in stored.items() if k not in STORE_FIELDS}
 
 
 def _stored_form(entity_id: str, seq: int, document: Document | None) -> Document:

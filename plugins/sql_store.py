@@ -1,8 +1,10 @@
 """The built-in SQL store: PostgreSQL, SQLite and MariaDB/MySQL through SQLAlchemy Core.
 
-Each collection is a table of JSON documents (`id`, `doc`), created on first write. A ledger
-table keeps, per entity, the sequence of the last command applied: the store's idempotency and
-fencing record, written in the same transaction as the documents.
+Each collection is a table: a team's own (`plugins.sql_tables`), or one of JSON documents
+(`id`, `doc`) created on first write (`plugins.sql_documents`), on an engine set up for
+concurrent writers (`plugins.sql_engine`). A ledger table keeps, per entity, the sequence of the
+last command applied: the store's idempotency and fencing record, written in the same
+transaction as the documents.
 
 Ids compare and sort by code point on every database (PostgreSQL's `C` collation, MariaDB's
 binary one), so that a list walks the same order everywhere. MariaDB refuses JSON nested 32 or
@@ -12,22 +14,23 @@ more levels deep; the store answers such a document with `Rejected`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy import event, exc
-from sqlalchemy.dialects import mysql, postgresql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
 
 from plugins.hookspecs import hookimpl
+from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedLookups
+from plugins.names import is_well_formed
+from plugins.sql_documents import DocumentTable, EntityId, JsonDoc
+from plugins.sql_engine import make_engine
 from plugins.sql_tables import MappedTable, json_checked_columns
 from plugins.store import (
     Command,
@@ -38,8 +41,7 @@ from plugins.store import (
     Rejected,
     Store,
     StoreUnavailable,
-    decode_cursor,
-    encode_cursor,
+    list_page,
 )
 from settings import Settings
 
@@ -48,25 +50,6 @@ log = logging.getLogger("gateway.sql_store")
 T = TypeVar("T")
 
 LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
-# The collections this store keeps: the gateway's names, which are also safe table names that no
-# database truncates (PostgreSQL cuts identifiers at 63 bytes).
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
-
-# Entity ids compare and sort by code point: MariaDB's default collations fold case and trailing
-# spaces, and PostgreSQL's follow the database's locale (where "a" < "B" < "b").
-EntityId = (
-    sa.String(200)
-    .with_variant(mysql.VARCHAR(200, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
-    .with_variant(postgresql.VARCHAR(200, collation="C"), "postgresql")
-)
-JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as error:  # a lone surrogate, an int past 64 bits
-        raise Rejected(f"the document cannot be encoded as JSON: {error}") from error
 
 
 # MySQL/MariaDB error codes of a document the database refuses: a failed CHECK (MariaDB's JSON
@@ -75,14 +58,6 @@ def _dumps(value: Any) -> str:
 REFUSED_BY_MYSQL = frozenset({4025, 3140, 3157})
 
 
-CONNECT_TIMEOUT_SECONDS = 5
-# How soon a database connection that stopped answering mid-statement is given up (see
-# make_engine); far above what any statement of the store takes.
-KEEPALIVE_IDLE_SECONDS = 10
-KEEPALIVE_INTERVAL_SECONDS = 5
-KEEPALIVE_COUNT = 3
-TCP_USER_TIMEOUT_MS = 30_000
-READ_TIMEOUT_SECONDS = 60  # MariaDB: above InnoDB's 50 s lock wait, which fails on its own
 # How long the answer "this collection has no table (yet)" is trusted before the database is
 # asked again: writes to a new collection check its table once in a while, not on every request.
 ABSENT_TABLE_SECONDS = 2.0
@@ -91,149 +66,6 @@ ABSENT_TABLE_SECONDS = 2.0
 # lookup is retried in the background (writes do not wait for it then). See plugins.lookups.
 LOOKUP_WAIT_SECONDS = 1.0
 LOOKUP_RETRY_SECONDS = 2.0
-
-
-def make_engine(url: str) -> Engine:
-    """An engine with the per-dialect settings that concurrent writers need."""
-    options: dict[str, Any] = {}
-    backend = sa.make_url(url).get_backend_name()
-    if backend == "postgresql":
-        # A database that does not answer fails a connection in seconds instead of holding it,
-        # and one that vanishes mid-statement (a network partition, a host gone) fails it within
-        # about half a minute: TCP keepalives for a connection waiting on a reply, a limit on
-        # unacknowledged data for one sending. Without them a statement waits for good.
-        options["connect_args"] = {
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "keepalives": 1,
-            "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
-            "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
-            "keepalives_count": KEEPALIVE_COUNT,
-            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
-        }
-    if backend in ("mysql", "mariadb"):
-        # PyMySQL's own socket timeouts: a statement without a reply for this long fails.
-        options["connect_args"] = {
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "read_timeout": READ_TIMEOUT_SECONDS,
-            "write_timeout": READ_TIMEOUT_SECONDS,
-        }
-        # InnoDB's default REPEATABLE READ takes gap locks on the missing rows that `apply` reads
-        # FOR UPDATE, and concurrent inserts of neighbouring new ids then deadlock.
-        options["isolation_level"] = "READ COMMITTED"
-    engine = sa.create_engine(url, json_serializer=_dumps, json_deserializer=orjson.loads, **options)
-    _ping_idle_connections(engine)
-    if engine.dialect.name == "sqlite":
-        _serialize_sqlite_writers(engine)
-    return engine
-
-
-# A pooled connection unused for longer than this is checked (a round trip) before it is used.
-PING_AFTER_IDLE_SECONDS = 1.0
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Check a pooled connection before use only when it sat idle for a while (a restarted
-    database, a server or proxy timeout): a worker's pass and a busy web process's reads then
-    skip the round trip that checking every checkout (`pool_pre_ping`) costs. A connection that
-    died while in use is caught by `SqlStore._retried` instead."""
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except Exception as error:  # noqa: BLE001 - any failure: the pool opens a new connection
-            raise exc.DisconnectionError(f"a pooled connection is dead: {error}") from error
-
-
-def _serialize_sqlite_writers(engine: Engine) -> None:
-    """WAL for readers beside a writer; BEGIN IMMEDIATE so that writers queue instead of failing."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
-        _switch_to_wal(cursor)
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        writing = conn.get_execution_options().get("writer", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
-
-
-SQLITE_BUSY_SECONDS = 30  # how long an SQLite connection waits for another one's lock
-
-
-def _switch_to_wal(cursor: Any) -> None:
-    """PRAGMA journal_mode=WAL, retried while busy.
-
-    Connections that open a new database file at once (a web and a worker process starting)
-    all switch it to WAL; SQLite answers SQLITE_BUSY at once to all but one, without waiting
-    for the busy timeout, since the switch upgrades a shared lock. Once the file is in WAL mode
-    (it stays so), the pragma changes nothing and takes no lock.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            busy = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-class DocumentTable:
-    """A managed collection: a table of JSON documents (`id`, `doc`) that the store created."""
-
-    def __init__(self, table: sa.Table) -> None:
-        self.table = table
-
-    def validate(self, op: Op, document: Document) -> list[dict[str, str]]:
-        return []  # any JSON object fits
-
-    def refuse_id(self, entity_id: str) -> str | None:
-        return None
-
-    def refuse_document(self, document: Document) -> str | None:
-        return None
-
-    def read_for_update(self, conn: Connection, entity_ids: list[str]) -> dict[str, Document]:
-        table = self.table
-        query = sa.select(table.c.id, table.c.doc).where(table.c.id.in_(entity_ids)).with_for_update()
-        return dict(conn.execute(query).all())  # type: ignore[arg-type]
-
-    def write(self, conn: Connection, before: dict[str, Document], after: dict[str, Document | None]) -> None:
-        # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.
-        table = self.table
-        inserts = [{"id": k, "doc": v} for k, v in after.items() if k not in before and v is not None]
-        updates = [{"_id": k, "doc": v} for k, v in after.items() if k in before and v is not None]
-        deletes = [{"_id": k} for k, v in after.items() if k in before and v is None]
-        if inserts:
-            conn.execute(table.insert(), inserts)
-        if updates:
-            conn.execute(table.update().where(table.c.id == sa.bindparam("_id")), updates)
-        if deletes:
-            conn.execute(table.delete().where(table.c.id == sa.bindparam("_id")), deletes)
-
-    def get(self, conn: Connection, entity_id: str) -> Document | None:
-        return conn.execute(sa.select(self.table.c.doc).where(self.table.c.id == entity_id)).scalar()
-
-    def page(self, conn: Connection, after: str | None, limit: int) -> list[tuple[str, Document]]:
-        table = self.table
-        query = sa.select(table.c.id, table.c.doc).order_by(table.c.id).limit(limit)
-        if after is not None:
-            query = query.where(table.c.id > after)
-        return [(entity_id, doc) for entity_id, doc in conn.execute(query)]
 
 
 Layout = DocumentTable | MappedTable
@@ -277,7 +109,7 @@ class SqlStore(Store):
         is a team's table, reflected once per process and mapped column by column.
         """
         layout = self._layouts.get(collection)
-        if layout is not None or not is_collection(collection):
+        if layout is not None or not is_well_formed(collection):
             return layout
         with self._lock:
             if collection in self._layouts:
@@ -354,7 +186,7 @@ class SqlStore(Store):
         database at most LOOKUP_WAIT_SECONDS (StoreUnavailable past it), and none waits while
         the database does not answer."""
         layout = self._layouts.get(collection)
-        if layout is None and (not is_collection(collection) or self._recently_absent(collection)):
+        if layout is None and (not is_well_formed(collection) or self._recently_absent(collection)):
             return []  # the database is asked about a collection without a table every 2 s at most
         if layout is None:
             layout = self._lookups.get(collection)
@@ -368,25 +200,23 @@ class SqlStore(Store):
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(commands)
-        by_collection: dict[str, list[int]] = {}
-        for index, command in enumerate(commands):
-            if is_collection(command.collection):
-                by_collection.setdefault(command.collection, []).append(index)
-            else:
-                outcomes[index] = f"{command.collection!r} is not a collection name"
-        if not by_collection:
+        groups = by_collection(commands)
+        for collection in [c for c in groups if not is_well_formed(c)]:
+            for index in groups.pop(collection):
+                outcomes[index] = f"{collection!r} is not a collection name"
+        if not groups:
             return outcomes
         with self._translated(writing=True):
             # Run again after a lost connection: the ledger makes a command committed before
             # the loss an "applied before" the second time.
-            return self._retried(lambda: self._apply_grouped(commands, by_collection, list(outcomes)))
+            return self._retried(lambda: self._apply_grouped(commands, groups, list(outcomes)))
 
     def _apply_grouped(
-        self, commands: Sequence[Command], by_collection: dict[str, list[int]], outcomes: list[Outcome]
+        self, commands: Sequence[Command], groups: dict[str, list[int]], outcomes: list[Outcome]
     ) -> list[Outcome]:
-        layouts = {c: self._writable(c) for c in by_collection}
+        layouts = {c: self._writable(c) for c in groups}
         with self.writer.begin() as conn:
-            for collection, indexes in by_collection.items():
+            for collection, indexes in groups.items():
                 batch = [commands[i] for i in indexes]
                 applied = self._apply_collection(conn, layouts[collection], batch)
                 for i, outcome in zip(indexes, applied, strict=True):
@@ -405,33 +235,10 @@ class SqlStore(Store):
             ).all()
         )
         before = layout.read_for_update(conn, ids)
-        after: dict[str, Document | None] = {}  # the entities a command changed: their new state
-        applied_seq: dict[str, int] = {}
-        outcomes: list[Outcome] = []
-        for command in batch:
-            entity = command.entity_id
-            last = applied_seq.get(entity, seqs.get(entity, -1))
-            if command.seq <= last:
-                outcomes.append(None)  # applied before: a re-delivery, or a stale worker
-                continue
-            current = after[entity] if entity in after else before.get(entity)
-            try:
-                refused = layout.refuse_id(entity)
-                if refused:
-                    raise Rejected(refused)
-                document = command.apply_to(current)
-                refused = layout.refuse_document(document) if document is not None else None
-                if refused:
-                    raise Rejected(f"{collection}/{entity}: {refused}")
-            except Rejected as reason:
-                outcomes.append(str(reason))
-                continue
-            after[entity] = document
-            applied_seq[entity] = command.seq
-            outcomes.append(None)
-        layout.write(conn, before, after)
-        self._write_ledger(conn, collection, seqs, applied_seq)
-        return outcomes
+        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout))
+        layout.write(conn, before, folded.documents)
+        self._write_ledger(conn, collection, seqs, folded.seqs)
+        return folded.outcomes
 
     def _write_ledger(
         self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]
@@ -499,19 +306,18 @@ class SqlStore(Store):
             return layout.get(conn, entity_id)
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        after = decode_cursor(cursor) if cursor is not None else None
-        with self._translated():
-            rows = self._retried(lambda: self._page(collection, after, limit + 1))
-        items = [{**doc, "id": entity_id} for entity_id, doc in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if more else None)
+        return list_page(self._fetch_page, collection, limit, cursor)
 
-    def _page(self, collection: str, after: str | None, limit: int) -> list[tuple[str, Document]]:
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+        with self._translated():
+            return self._retried(lambda: self._page(collection, after, count))
+
+    def _page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
         layout = self._layout(collection)
         if layout is None:
             return []
         with self.engine.connect() as conn:
-            return layout.page(conn, after, limit)
+            return layout.page(conn, after, count)
 
     def ping(self) -> None:
         with self._translated():
@@ -537,9 +343,16 @@ class SqlStore(Store):
         self.engine.dispose()
 
 
-def is_collection(name: str) -> bool:
-    """Whether `name` can be a collection of this store (the ledger's name cannot)."""
-    return COLLECTION.fullmatch(name) is not None
+def _apply_to_table(layout: Layout, command: Command, current: Document | None) -> Document | None:
+    """`Command.apply_to`, refusing what the collection's table cannot hold (an id, a document)."""
+    refused = layout.refuse_id(command.entity_id)
+    if refused:
+        raise Rejected(refused)
+    document = command.apply_to(current)
+    refused = layout.refuse_document(document) if document is not None else None
+    if refused:
+        raise Rejected(f"{command.collection}/{command.entity_id}: {refused}")
+    return document
 
 
 def _duplicate_key(error: exc.DBAPIError) -> bool:

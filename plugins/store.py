@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from gateway.merge_patch import merge_patch
+from plugins.merge_patch import merge_patch
 
 Op = Literal["create", "replace", "patch", "delete"]
 Document = dict[str, Any]
@@ -142,3 +142,17 @@ def decode_cursor(cursor: str) -> str:
         return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise ValueError("invalid cursor") from error
+
+
+#: How a store reads a page: `(collection, after, count)` to at most `count` (id, document) pairs
+#: in id order, the first after the id `after` (None: from the start).
+FetchPage = Callable[[str, str | None, int], Sequence[tuple[str, Document]]]
+
+
+def list_page(fetch: FetchPage, collection: str, limit: int, cursor: str | None) -> Page:
+    """`Store.list` from a store's `fetch`: the cursor decoded (ValueError when it is not one),
+    `limit + 1` documents asked for, and `next` after the last one shown when there are more."""
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = fetch(collection, after, limit + 1)
+    items = [{**document, "id": entity_id} for entity_id, document in rows[:limit]]
+    return Page(items=items, next=encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None)

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from plugins.hookspecs import hookimpl
-from plugins.sql_store import CONNECT_TIMEOUT_SECONDS, LOOKUP_WAIT_SECONDS, SqlStore
+from plugins.sql_engine import CONNECT_TIMEOUT_SECONDS
+from plugins.sql_store import LOOKUP_WAIT_SECONDS, SqlStore
 from plugins.store import Command, Document, Op, StoreUnavailable
 from settings import Settings
 from tests.api_support import assert_problem

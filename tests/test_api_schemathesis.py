@@ -35,7 +35,8 @@ from schemathesis.config import SchemathesisConfig
 from app import create_app
 from gateway.api.models import IDEMPOTENCY_KEY_PATTERN
 from gateway.problems import Problem
-from gateway.validation import RESERVED, check_entity_id
+from gateway.validation import check_entity_id
+from plugins.names import RESERVED
 from tests.api_support import SECRET, token
 
 pytestmark = pytest.mark.integration

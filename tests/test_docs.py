@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from plugins import hookspecs
+from plugins.notifier import NotifierServices
 from plugins.store import Store
 from tests.conftest import ROOT
 
@@ -71,3 +72,9 @@ def test_every_store_method_is_documented_with_its_exact_signature(guide: str, m
 def test_the_store_methods_listed_are_all_of_the_contract() -> None:
     public = [name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")]
     assert sorted(public) == sorted(STORE_METHODS)
+
+
+def test_every_notifier_service_is_documented(guide: str) -> None:
+    members = sorted(name for name in vars(NotifierServices) if not name.startswith("_"))
+    assert members == ["devices", "enqueue", "redis", "settings"]
+    assert all(f"\n| `{name}" in guide for name in members)

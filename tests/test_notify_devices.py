@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.notify.devices import MAX_DEVICES_PER_USER, DeviceRegistry
+from gateway.device_registry import MAX_DEVICES_PER_USER, DeviceRegistry
 from tests.api_support import assert_problem, bearer, token
 
 pytestmark = pytest.mark.integration

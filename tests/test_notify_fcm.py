@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
 
-from gateway.notify.devices import DeviceRegistry
+from gateway.device_registry import DeviceRegistry
 from plugins import fcm_notifier
 from settings import Settings, load
 from tests.api_support import bearer, token
@@ -26,6 +26,7 @@ from tests.notify_support import log_event
 from tests.services import wait_until
 from workers import runtime
 from workers.notifier import NotifierThread
+from workers.plugin_services import RuntimeServices
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.notify_fixtures"]
@@ -256,7 +257,7 @@ def test_fcm_is_off_with_one_log_line_without_credentials(
 ) -> None:
     without = load(**{k.lower(): v for k, v in settings_env.items()})
     with caplog.at_level("INFO", logger="gateway.fcm"):
-        assert fcm_notifier.register_notifiers(without) is None
+        assert fcm_notifier.register_notifiers(without, RuntimeServices()) is None
     assert [r.getMessage() for r in caplog.records] == [
         "FCM push notifications are off: FCM_CREDENTIALS is not set"
     ]
@@ -272,9 +273,11 @@ def test_credentials_may_be_a_file_and_bad_ones_stop_the_start(
     key_file = tmp_path / "service-account.json"
     key_file.write_text(service_account)
     base = {k.lower(): v for k, v in settings_env.items()}
-    [notifier] = fcm_notifier.register_notifiers(load(**base, fcm_credentials=str(key_file)))
+    [notifier] = fcm_notifier.register_notifiers(
+        load(**base, fcm_credentials=str(key_file)), RuntimeServices()
+    )
     assert notifier.name == "fcm"
     notifier.close()
     for bad in (str(tmp_path / "missing.json"), '{"type": "authorized_user"}', "{not json"):
         with pytest.raises(ValueError, match="FCM_CREDENTIALS"):
-            fcm_notifier.register_notifiers(load(**base, fcm_credentials=bad))
+            fcm_notifier.register_notifiers(load(**base, fcm_credentials=bad), RuntimeServices())

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from gateway.notify.events import Event, read_log
+from gateway.notify.event_log import read_log
 from gateway.notify.hub import MAX_BUFFERED
+from plugins.events import Event
 from tests.notify_support import log_event
 from tests.services import wait_until
 

@@ -18,11 +18,12 @@ from plugins import hookspecs
 from plugins.hookspecs import hookimpl
 from plugins.manager import DEFAULT_PLUGINS, PluginError, Plugins, make_manager
 from plugins.mongo_store import MongoStore
-from plugins.notifier import Notifier
+from plugins.notifier import Notifier, NotifierServices
 from plugins.sql_store import SqlStore
 from plugins.store import Store
 from settings import Settings
 from tests.plugins.mongomock_store import shared_client
+from workers.plugin_services import RuntimeServices
 
 pytest_plugins = ["tests.api_fixtures"]
 
@@ -100,6 +101,24 @@ def test_hook_register_notifiers() -> None:
     [notifier] = plugins.notifiers()  # the built-in FCM notifier is off: no FCM_CREDENTIALS
     assert isinstance(notifier, Notifier) and notifier.name == "recording"
     notifier.close()
+
+
+def test_hook_register_notifiers_gets_the_services_of_the_process() -> None:
+    seen: list[tuple[Settings, NotifierServices]] = []
+
+    class Spy:
+        @hookimpl
+        def register_notifiers(self, settings: Settings, services: NotifierServices) -> None:
+            seen.append((settings, services))
+
+    pm = make_manager()
+    pm.register(Spy())
+    config = load()
+    given = RuntimeServices()
+    assert Plugins(config, pm).notifiers(given) == []  # FCM is off: no FCM_CREDENTIALS
+    assert seen == [(config, given)]
+    Plugins(config, pm).notifiers()
+    assert isinstance(seen[1][1], RuntimeServices)  # by default, the worker runtime's
 
 
 def test_hook_register_notifiers_names_must_be_unique() -> None:

@@ -19,8 +19,8 @@ import time
 
 import redis
 
-from gateway.notify.events import Event
 from gateway.redis_client import connect
+from plugins.events import Event
 from plugins.notifier import Notifier
 from workers.runtime import Runtime
 

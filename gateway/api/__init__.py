@@ -14,7 +14,8 @@ from gateway.auth import identity_of
 from gateway.context import Gateway
 from gateway.schemas import Collections
 from gateway.tokens import Identity
-from gateway.validation import RESERVED, BodyLimits, check_entity_id, unknown_collection
+from gateway.validation import BodyLimits, check_entity_id, unknown_collection
+from plugins.names import COLLECTION_NAME, RESERVED
 
 
 class CollectionConverter(BaseConverter):
@@ -22,7 +23,7 @@ class CollectionConverter(BaseConverter):
     match, so `/api/commands/<id>`, `/api/devices/<token>` and `/api/events` are only their own
     routes, and a request there with another method is 405 with their own `Allow`."""
 
-    regex = rf"(?!(?:{'|'.join(sorted(RESERVED))})(?![a-z0-9_]))[a-z][a-z0-9_]{{0,62}}"
+    regex = rf"(?!(?:{'|'.join(RESERVED)})(?![a-z0-9_])){COLLECTION_NAME}"
 
 
 def gateway() -> Gateway:
@@ -57,7 +58,7 @@ def authenticate() -> None:
         current_user()
 
 
-def check_collection(name: str) -> str:
+def check_collection_exists(name: str) -> str:
     """The collection, if it exists (404 otherwise): a well-formed, unreserved name, and one of
     COLLECTIONS or SCHEMAS_DIR when they are set."""
     if not collections().exists(name):
@@ -66,7 +67,7 @@ def check_collection(name: str) -> str:
 
 
 def check_target(collection: str, entity_id: str) -> None:
-    check_collection(collection)
+    check_collection_exists(collection)
     check_entity_id(entity_id)
 
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from gateway.api import (
     authenticate,
     body_limits,
-    check_collection,
+    check_collection_exists,
     check_target,
     collections,
     current_user,
@@ -36,7 +36,6 @@ from gateway.api.openapi import (
 )
 from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, prepare, status_of
 from gateway.ids import new_entity_id
-from gateway.merge_patch import merge_patch
 from gateway.problems import Problem
 from gateway.validation import (
     JSON_TYPES,
@@ -46,6 +45,7 @@ from gateway.validation import (
     json_object,
     refused,
 )
+from plugins.merge_patch import merge_patch
 from plugins.store import Document, Op, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.api")
@@ -195,7 +195,7 @@ ALL_PROBLEMS = ("400", "404", "413", "415", "422", "503")
     )
 )
 def create(collection: str) -> Response:
-    check_collection(collection)
+    check_collection_exists(collection)
     body = json_object(request, JSON_TYPES, body_limits())
     entity_id = check_entity_id(body["id"]) if "id" in body else new_entity_id()
     document = _without_id(body, entity_id)

@@ -19,8 +19,6 @@ ENTITY_ID_RULE = (
     "1 to 200 printable characters (no control, format, separator other than space, private-use "
     "or unassigned character), without '/'"
 )
-COLLECTION_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-RESERVED_COLLECTIONS = ["commands", "devices", "events"]
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e][\x20-\x7e]{0,254}$"
 
 

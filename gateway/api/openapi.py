@@ -23,13 +23,8 @@ from flask import Blueprint, Flask, Response, current_app
 from offapi import OpenAPITemplate
 
 from gateway.api import json_response
-from gateway.api.models import (
-    COLLECTION_PATTERN,
-    IDEMPOTENCY_KEY_PATTERN,
-    MODELS,
-    RESERVED_COLLECTIONS,
-    entity_id_schema,
-)
+from gateway.api.models import IDEMPOTENCY_KEY_PATTERN, MODELS, entity_id_schema
+from plugins.names import COLLECTION_NAME, RESERVED, RULE
 
 bp = Blueprint("openapi", __name__)
 
@@ -209,9 +204,9 @@ def _collection_schema(app: Flask) -> dict[str, Any]:
         return {"type": "string", "enum": sorted(names), "description": "one of the configured collections"}
     return {
         "type": "string",
-        "pattern": COLLECTION_PATTERN,
-        "not": {"enum": RESERVED_COLLECTIONS},
-        "description": "a collection name; `commands`, `events` and `devices` are reserved",
+        "pattern": f"^{COLLECTION_NAME}$",
+        "not": {"enum": list(RESERVED)},
+        "description": f"a collection name: {RULE}",
     }
 
 

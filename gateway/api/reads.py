@@ -6,7 +6,14 @@ import re
 
 from flask import Blueprint, Response, request
 
-from gateway.api import authenticate, check_collection, check_target, gateway, json_response, rate_limits
+from gateway.api import (
+    authenticate,
+    check_collection_exists,
+    check_target,
+    gateway,
+    json_response,
+    rate_limits,
+)
 from gateway.api.openapi import answer, describe, problem, ref
 from gateway.problems import Problem
 
@@ -81,7 +88,7 @@ def _limit(given: str | None) -> int:
     limit="reads",
 )
 def list_page(collection: str) -> Response:
-    check_collection(collection)
+    check_collection_exists(collection)
     limit = _limit(request.args.get("limit"))
     cursor = request.args.get("cursor") or None
     try:

@@ -1,8 +1,8 @@
 """Notifications of finished commands to their owners: WebSocket, Server-Sent Events, devices.
 
 The worker writes each event once (`finish.lua`); this package serves it to the web clients
-(`hub`, `ws`, `sse`) and keeps the devices that push notifiers send to (`devices`). `events`
-is also the plugins' view of an event, so this module imports nothing at load time.
+(`hub`, `ws`, `sse`) and takes the devices that push notifiers send to (`devices`). The event
+type is the plugin contract's (`plugins.events`); this module imports nothing at load time.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway.notify.events import Event, id_order, newest_id, read_log
+from gateway.notify.event_log import newest_id, read_log
 from gateway.redis_client import connect
+from plugins.events import Event, id_order
 
 if TYPE_CHECKING:
     from gateway.context import Gateway

@@ -19,7 +19,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from gateway.auth import identity_of
-from gateway.notify.events import last_event_id
+from gateway.notify.event_log import last_event_id
 from gateway.notify.hub import Hub, Subscription
 from gateway.notify.streams import open_stream
 

@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, g, request
 from flask_sock import Sock
 
 from gateway.auth import identity_of
-from gateway.notify.events import last_event_id
+from gateway.notify.event_log import last_event_id
 from gateway.notify.hub import Hub, Subscription
 from gateway.notify.streams import open_stream
 

@@ -12,8 +12,8 @@ holds per entity the sequence of the last command applied, written in the same t
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +23,8 @@ import lmdb
 import orjson
 import pluggy
 
+from plugins.ledger import by_collection, fold
+from plugins.names import is_well_formed
 from plugins.store import (
     Command,
     Document,
@@ -31,15 +33,13 @@ from plugins.store import (
     Rejected,
     Store,
     StoreUnavailable,
-    decode_cursor,
-    encode_cursor,
+    list_page,
 )
 
 # The gateway's marker, by project name: the plugin needs no import of the gateway's hookspecs.
 hookimpl = pluggy.HookimplMarker("gateway")
 
 DEFAULT_MAP_SIZE = 1 << 30
-COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SEPARATOR = b"\x00"  # between collection and id in a key: no collection or entity id holds it
 
 
@@ -72,7 +72,7 @@ class LmdbStore(Store):
 
     def _key(self, env: lmdb.Environment, collection: str, entity_id: str) -> bytes:
         """The key of an entity; Rejected when LMDB cannot hold it (511 bytes at most)."""
-        if not COLLECTION.fullmatch(collection):
+        if not is_well_formed(collection):
             raise Rejected(f"{collection!r} is not a collection name")
         key = collection.encode() + SEPARATOR + entity_id.encode()
         if len(key) > env.max_key_size():
@@ -83,34 +83,50 @@ class LmdbStore(Store):
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         env, documents, applied = self._open()
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = [None] * len(commands)
         try:
             with env.begin(write=True) as txn:  # commits at the end, aborts on any exception
-                for command in commands:
-                    outcomes.append(self._apply_one(txn, env, documents, applied, command))
+                for collection, indexes in by_collection(commands).items():
+                    folded = self._apply_collection(txn, collection, [commands[i] for i in indexes])
+                    for index, outcome in zip(indexes, folded, strict=True):
+                        outcomes[index] = outcome
         except orjson.JSONEncodeError as error:
             raise Rejected(f"the document cannot be encoded as JSON: {error}") from error
         return outcomes
 
-    def _apply_one(self, txn: Any, env: Any, documents: Any, applied: Any, command: Command) -> Outcome:
-        try:
-            key = self._key(env, command.collection, command.entity_id)
-        except Rejected as reason:
-            return str(reason)
-        last = txn.get(key, db=applied)
-        if last is not None and command.seq <= int(last):
-            return None  # applied before: a re-delivery, or a stale worker
-        stored = txn.get(key, db=documents)
-        try:
-            document = command.apply_to(orjson.loads(stored) if stored is not None else None)
-        except Rejected as reason:
-            return str(reason)
-        if document is None:
-            txn.delete(key, db=documents)
-        else:
-            txn.put(key, orjson.dumps(document), db=documents)
-        txn.put(key, str(command.seq).encode(), db=applied)
-        return None
+    def _apply_collection(self, txn: Any, collection: str, batch: list[Command]) -> list[Outcome]:
+        """Fold `batch` into its entities as the ledger and the documents hold them, and write."""
+        env, documents, applied = self._open()
+        keys = self._keys(env, collection, batch)
+        seqs, stored = {}, {}
+        for entity_id, key in keys.items():
+            if (seq := txn.get(key, db=applied)) is not None:
+                seqs[entity_id] = int(seq)
+            if (document := txn.get(key, db=documents)) is not None:
+                stored[entity_id] = orjson.loads(document)
+        folded = fold(batch, seqs, stored, functools.partial(self._apply_to, env))
+        for entity_id, document in folded.documents.items():
+            if document is None:
+                txn.delete(keys[entity_id], db=documents)
+            else:
+                txn.put(keys[entity_id], orjson.dumps(document), db=documents)
+            txn.put(keys[entity_id], str(folded.seqs[entity_id]).encode(), db=applied)
+        return folded.outcomes
+
+    def _keys(self, env: lmdb.Environment, collection: str, batch: list[Command]) -> dict[str, bytes]:
+        """The key of each entity of `batch` that LMDB can hold (`_apply_to` refuses the others)."""
+        keys = {}
+        for entity_id in {command.entity_id for command in batch}:
+            try:
+                keys[entity_id] = self._key(env, collection, entity_id)
+            except Rejected:
+                continue
+        return keys
+
+    def _apply_to(self, env: lmdb.Environment, command: Command, current: Document | None) -> Document | None:
+        """`Command.apply_to`, refusing an entity whose key LMDB cannot hold."""
+        self._key(env, command.collection, command.entity_id)
+        return command.apply_to(current)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -125,20 +141,20 @@ class LmdbStore(Store):
         return orjson.loads(stored) if stored is not None else None
 
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        after = decode_cursor(cursor) if cursor is not None else None
+        return list_page(self._fetch_page, collection, limit, cursor)
+
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
         env, documents, _ = self._open()
-        if not COLLECTION.fullmatch(collection):
-            return Page(items=[], next=None)
+        if not is_well_formed(collection):
+            return []
         prefix = collection.encode() + SEPARATOR
         found: list[tuple[str, Document]] = []
         with env.begin(db=documents) as txn:
             for key, value in _scan(txn.cursor(), prefix, after):
                 found.append((key[len(prefix) :].decode(), orjson.loads(value)))
-                if len(found) > limit:
+                if len(found) == count:
                     break
-        items = [{**document, "id": entity_id} for entity_id, document in found[:limit]]
-        more = len(found) > limit
-        return Page(items=items, next=encode_cursor(found[limit - 1][0]) if more else None)
+        return found
 
     def ping(self) -> None:
         env, _, _ = self._open()

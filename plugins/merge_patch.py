@@ -1,4 +1,8 @@
-"""JSON Merge Patch (RFC 7396), the algorithm of its section 2."""
+"""JSON Merge Patch (RFC 7396), the algorithm of its section 2.
+
+Part of the plugin contract: `Command.apply_to` patches with it in every store, and the web
+process with it to check a patched document before accepting the patch.
+"""
 
 from __future__ import annotations
 

@@ -1,63 +1,23 @@
-"""A notification event: what the worker's finish script logs, and what a client receives.
+"""A user's event log as the web side reads it: replaying it, and the ids clients send back.
 
 `finish.lua` appends each finished command's event to its owner's log, `Keys.events(user)`, a
 stream whose entry id is the event id (monotonic per user), and to the outbox with the owner and
-that id. On the wire an event is the contract's JSON object, its id first.
+that id. The event type itself is the plugin contract's, `plugins.events.Event`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-import orjson
 import redis
 
 from gateway.keys import Keys
 from gateway.problems import Problem
+from plugins.events import Event, id_order
 
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a Redis stream entry id, `<ms>-<seq>`
 MAX_PART = 2**64 - 1  # both parts of a stream id are 64-bit; the greatest id has no successor
 NO_EVENT = "0-0"  # lower than any event id: "after NO_EVENT" is the whole log
-FIELDS = ("type", "command_id", "op", "collection", "entity_id", "status", "error")
-
-
-@dataclass(frozen=True)
-class Event:
-    """One finished command, as its owner is told."""
-
-    id: str  # the entry id in the owner's log: later events have greater ids
-    user: str  # the owner; never sent, since only the owner receives the event
-    type: str  # command.applied or command.failed
-    command_id: str
-    op: str
-    collection: str
-    entity_id: str
-    status: str  # applied or failed
-    error: str | None
-
-    @classmethod
-    def from_log(cls, event_id: str, user: str, body: str) -> Event:
-        """The event from its id, its owner and the JSON `finish.lua` wrote (field `e`)."""
-        data = orjson.loads(body)
-        return cls(event_id, user, *(data.get(name) for name in FIELDS))
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return id_order(self.id)
-
-    def as_dict(self) -> dict[str, str | None]:
-        """The contract's event object: `id`, then the command's outcome."""
-        return {"id": self.id, **{name: getattr(self, name) for name in FIELDS}}
-
-    def to_json(self) -> str:
-        return orjson.dumps(self.as_dict()).decode()
-
-
-def id_order(event_id: str) -> tuple[int, int]:
-    """An event id as a comparable pair: stream ids do not sort as strings (`9-0` < `10-0`)."""
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def last_event_id(value: str | None) -> str | None:
