@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import orjson
 import redis
 from rq.timeouts import BaseTimeoutException
 
-from gateway.commands import now_ms
+from gateway import record, scripts
 from gateway.context import Gateway, ensure_group
 from gateway.ids import seq_of
 from gateway.keys import GROUP
+from gateway.record import now_ms
 from gateway.redis_client import RoundTrip
 from plugins.store import Command, Rejected, Store, StoreUnavailable
 from settings import Settings
@@ -43,7 +43,6 @@ log = logging.getLogger("gateway.drain")
 
 T = TypeVar("T")
 
-RECORD_FIELDS = ("op", "col", "eid", "uid", "att", "nxt", "pl", "st")
 RawEntry = tuple[str, dict[str, str] | None]  # an entry id and its fields (None: deleted)
 # How long a job whose partitions all have nothing to read waits for a new entry on one of them
 # before it ends (unless push jobs wait for its worker): RQ's bookkeeping costs ~3 ms a job.
@@ -59,7 +58,6 @@ class Entry:
     """A stream entry and the command it stands for."""
 
     entry_id: str
-    record_key: str
     command: Command
     user: str
     attempts: int
@@ -332,11 +330,10 @@ class Drainer:
         self._queue_new(trip, size)
 
     def _queue_new(self, trip: RoundTrip, size: int) -> None:
-        keys, args = (
-            [self.keys.lease(self.partition), self.stream],
-            [self.lease.token, GROUP, self.rt.name, size],
+        call = scripts.read(
+            self.keys, self.partition, token=self.lease.token, consumer=self.rt.name, count=size
         )
-        trip.script(self.gw.scripts.read, keys, args)
+        self.gw.scripts.queue(trip, call)
 
     def take_read(self, pending: Any, new: Any, size: int) -> list[RawEntry]:
         """The entries of the replies to `queue_read`'s reads (a full page of pending entries is
@@ -426,7 +423,9 @@ class Drainer:
         count = 0
         for _, fields in raw:
             if fields:
-                trip.command("HMGET", self.keys.command(self.partition, fields["c"]), *RECORD_FIELDS)
+                trip.command(
+                    "HMGET", self.keys.command(self.partition, fields[record.COMMAND_ID]), *record.WORK_FIELDS
+                )
                 count += 1
         return count
 
@@ -439,27 +438,12 @@ class Drainer:
             reply = next(replies) if fields else []
             if isinstance(reply, Exception):
                 raise reply
-            record = dict(zip(RECORD_FIELDS, reply, strict=False))
-            if record.get("st") != "pending":
+            work = record.work(fields[record.COMMAND_ID], seq_of(entry_id), reply) if fields else None
+            if work is None:
                 orphans.append(entry_id)  # deleted entry, or its record is gone or finished
                 continue
-            command_id = fields["c"]  # type: ignore[index]
-            command = Command(
-                command_id=command_id,
-                seq=seq_of(entry_id),
-                op=record["op"],  # type: ignore[arg-type]
-                collection=record["col"],  # type: ignore[arg-type]
-                entity_id=record["eid"],  # type: ignore[arg-type]
-                payload=orjson.loads(record["pl"]) if record.get("pl") else None,
-            )
-            entry = Entry(
-                entry_id=entry_id,
-                record_key=self.keys.command(self.partition, command_id),
-                command=command,
-                user=record["uid"] or "",
-                attempts=int(record["att"] or 0),
-            )
-            entries.append((entry, int(record["nxt"] or 0)))
+            entry = Entry(entry_id=entry_id, command=work.command, user=work.user, attempts=work.attempts)
+            entries.append((entry, work.due_ms))
         return entries, orphans
 
     def _forget(self, entry_ids: list[str]) -> None:
@@ -511,16 +495,23 @@ class Drainer:
         return backoff_ms(self.settings, attempt)
 
     def _finish(self, finished: list[tuple[Entry, str, str]], now: int) -> bool:
-        keys, settings = self.keys, self.settings
+        settings = self.settings
         for chunk in _chunks(finished, FINISH_CHUNK):
-            script_keys = [keys.lease(self.partition), self.stream, keys.dead(self.partition), keys.outbox()]
-            args: list[object] = [self.lease.token, GROUP, now, settings.status_ttl_seconds]
-            args += [settings.events_per_user, settings.outbox_length]
-            args.append(now - settings.dead_letter_days * 86_400_000)  # older dead letters go
-            for entry, status, error in chunk:
-                script_keys += [entry.record_key, keys.events(entry.user)]
-                args += [entry.entry_id, entry.command.command_id, status, error, entry.attempts + 1]
-            if not self.gw.scripts.finish(keys=script_keys, args=args):
+            call = scripts.finish(
+                self.keys,
+                self.partition,
+                token=self.lease.token,
+                now_ms=now,
+                record_ttl_seconds=settings.status_ttl_seconds,
+                events_per_user=settings.events_per_user,
+                outbox_length=settings.outbox_length,
+                oldest_dead_letter_ms=now - settings.dead_letter_days * 86_400_000,
+                commands=[
+                    scripts.Finished(e.entry_id, e.command.command_id, e.user, status, error, e.attempts + 1)
+                    for e, status, error in chunk
+                ],
+            )
+            if not self.gw.scripts.run(call):
                 log.warning(
                     "partition %s: lease lost before finishing; the next holder redoes it", self.partition
                 )
@@ -531,12 +522,11 @@ class Drainer:
         return True
 
     def _retry(self, retries: list[tuple[Entry, int, str]]) -> bool:
-        script_keys = [self.keys.lease(self.partition)]
-        args: list[object] = [self.lease.token]
-        for entry, due, error in retries:
-            script_keys.append(entry.record_key)
-            args += [entry.attempts + 1, due, error]
-        if not self.gw.scripts.retry(keys=script_keys, args=args):
+        commands = [
+            scripts.Retry(e.command.command_id, e.attempts + 1, due, error) for e, due, error in retries
+        ]
+        call = scripts.retry(self.keys, self.partition, token=self.lease.token, commands=commands)
+        if not self.gw.scripts.run(call):
             self.lease.lost.set()
             return False
         return True
