@@ -171,7 +171,7 @@ def test_an_idle_job_ends_at_once_when_push_jobs_wait_for_its_worker(
     accept_in(client, 0)
     waits: list[float] = []
     monkeypatch.setattr(DrainJob, "_wait_for_entries", lambda job, idle, seconds: waits.append(seconds))
-    push = rt.push_queue.enqueue("workers.notifier.no_such_job")  # a push waits (never run here)
+    push = rt.push_queue.enqueue("workers.delivery.no_such_job")  # a push waits (never run here)
     try:
         assert drain_partition(0) == "partition 0: applied 1, failed 0"
     finally:
@@ -192,7 +192,7 @@ def test_a_busy_job_ends_early_when_push_jobs_wait_and_queues_its_remaining_work
     def apply_and_send_more(commands: Any) -> Any:
         accept_in(client, 0)  # partition 0 never runs dry
         if not pushes:
-            pushes.append(rt.push_queue.enqueue("workers.notifier.no_such_job"))  # never run here
+            pushes.append(rt.push_queue.enqueue("workers.delivery.no_such_job"))  # never run here
         return real(commands)
 
     monkeypatch.setattr(store, "apply", apply_and_send_more)

@@ -25,7 +25,7 @@ from tests.api_support import bearer, token
 from tests.notify_support import log_event
 from tests.services import wait_until
 from workers import runtime
-from workers.notifier import NotifierThread
+from workers.delivery import NotifierThread
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.notify_fixtures"]

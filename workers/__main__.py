@@ -15,7 +15,7 @@ from rq import SimpleWorker
 
 from settings import load
 from workers import runtime
-from workers.notifier import start_notifiers, stop_notifiers
+from workers.delivery import start_notifiers, stop_notifiers
 from workers.scheduler import Scheduler
 
 

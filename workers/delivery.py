@@ -1,4 +1,6 @@
-"""Hands every finished command's event to the notifier plugins (FCM, a team's webhook, ...).
+"""The notify stage's worker side: every finished command's event is delivered to the notifier
+plugins (FCM, a team's webhook, ...); the contract they implement is `plugins/notifier.py`, and
+the web side's live deliveries to WebSocket and SSE clients are `gateway/notify/`.
 
 One thread per notifier follows the outbox stream through a consumer group of its own,
 `notify:<name>`, in which each worker process is a consumer: each event reaches one process,
