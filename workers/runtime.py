@@ -16,6 +16,7 @@ from gateway.redis_client import RoundTrip, connect
 from settings import Settings, load
 from workers.lease import Leases
 
+# RQ keeps a queued job by this dotted path, and queued jobs outlive a deploy: keep it importable.
 DRAIN_JOB = "workers.drain.drain_partition"
 KICK_TTL_MS = 30_000  # a queued drain job that never ran (lost queue) is re-queued after this
 # A drain job normally ends within its slice; this only stops one stuck on a hung store.
