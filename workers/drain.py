@@ -163,8 +163,8 @@ class DrainJob:
     def release_all(self) -> list[Held]:
         """Give back every partition still held; those."""
         held = [h for h in self.held if not h.released]
-        for partition in held:
-            partition.release()
+        for h in held:
+            h.release()
         return held
 
     def summary(self) -> str:
