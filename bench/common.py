@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.commands import prepare
+from gateway.accept import prepare
 from gateway.context import Gateway
 from settings import load
 
@@ -116,7 +116,7 @@ def fill(gw: Gateway, collection: str, count: int) -> None:
     pipe = gw.redis.pipeline(transaction=False)
     for i in range(count):
         call = prepare(gw, "bench", "create", collection, f"e{i}", orjson.loads(payload(i)))
-        gw.scripts.accept(keys=call.keys, args=call.args, client=pipe)
+        gw.scripts.run(call.script, client=pipe)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()

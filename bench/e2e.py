@@ -32,6 +32,7 @@ from bench.common import (
     wait_workers_ready,
     worker_processes,
 )
+from gateway import record
 from gateway.ids import partition_of_command
 
 
@@ -113,7 +114,8 @@ def main() -> None:
         pipe = gw.redis.pipeline(transaction=False)
         for command_id in ids:
             partition = partition_of_command(command_id, gw.settings.partitions)
-            pipe.hmget(gw.keys.command(partition, command_id), ["st", "acc", "fin"])  # type: ignore[arg-type]
+            fields = [record.STATUS, record.ACCEPTED_AT, record.FINISHED_AT]
+            pipe.hmget(gw.keys.command(partition, command_id), fields)  # type: ignore[arg-type]
         records = pipe.execute()
     finally:
         clean(gw)

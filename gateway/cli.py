@@ -9,7 +9,8 @@ import redis
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway.commands import accept, prepare
+from gateway import record
+from gateway.accept import accept, prepare
 from gateway.context import Gateway
 
 
@@ -61,8 +62,8 @@ def replay(dead_letter: str) -> None:
     """Accept a dead letter's command again, as a new command of the same user."""
     gw = _gateway()
     stream, entry_id, fields = _dead_letter(gw, dead_letter)
-    payload = orjson.loads(fields["pl"]) if fields.get("pl") else None
-    call = prepare(gw, fields["uid"], fields["op"], fields["col"], fields["eid"], payload)  # type: ignore[arg-type]
+    dead = record.dead_command(fields)
+    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
     result = accept(gw, call)
     gw.redis.xdel(stream, entry_id)
     click.echo(f"replayed as command {result.command_id}")

@@ -9,7 +9,8 @@ import redis
 
 from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
-from gateway.redis_client import Scripts, connect
+from gateway.redis_client import connect
+from gateway.scripts import Scripts
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
 from settings import Settings
@@ -24,12 +25,12 @@ class Gateway:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.redis: redis.Redis = connect(settings)
-        self.scripts = Scripts.register(self.redis)
+        self.scripts = Scripts(self.redis)
 
     @functools.cached_property
     def accept_calls(self) -> ScriptBatcher:
         """The accept script, called through auto-pipelining (see gateway/pipelining.py)."""
-        return ScriptBatcher(self.redis, self.scripts.accept)
+        return ScriptBatcher(self.redis, self.scripts.script("accept"))
 
     @functools.cached_property
     def plugins(self) -> Plugins:

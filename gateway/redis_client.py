@@ -1,10 +1,9 @@
-"""Redis connections built from settings (TLS included) and the gateway's Lua scripts."""
+"""Redis connections built from settings (TLS included), and round trips of several commands
+and script calls (the scripts themselves: gateway/scripts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -12,9 +11,6 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from settings import Settings
-
-LUA = Path(__file__).with_name("lua")
-
 
 # A Redis that accepts connections but does not answer must not hold a request for long; the
 # gateway's own blocking reads wait far less than this.
@@ -43,29 +39,6 @@ def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
         **options,
     )
     return redis.Redis.from_pool(pool)
-
-
-@dataclass(frozen=True)
-class Scripts:
-    """The Lua scripts, registered on one client (EVALSHA, loaded again after a Redis restart)."""
-
-    accept: Script
-    finish: Script
-    retry: Script
-    lease_acquire: Script
-    lease_renew: Script
-    lease_release: Script
-    kick: Script
-    read: Script
-
-    @classmethod
-    def register(cls, client: redis.Redis) -> Scripts:
-        return cls(
-            **{
-                name: client.register_script((LUA / f"{name}.lua").read_text())
-                for name in cls.__dataclass_fields__
-            }
-        )
 
 
 class RoundTrip:

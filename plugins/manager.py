@@ -82,13 +82,9 @@ class Plugins:
                 found[store.name] = store
         return found
 
-    def notifiers(self, services: NotifierServices | None = None) -> list[Notifier]:
+    def notifiers(self, services: NotifierServices) -> list[Notifier]:
         """Every notifier the plugins provide for these settings (FCM, webhooks, ...), handed
-        `services` (by default the worker runtime's: only worker processes run notifiers)."""
-        if services is None:
-            from workers.plugin_services import RuntimeServices  # the worker's, never the web's
-
-            services = RuntimeServices()
+        `services` (the worker runtime's: only worker processes run notifiers)."""
         found: dict[str, Notifier] = {}
         for batch in self.pm.hook.register_notifiers(settings=self.settings, services=services):
             for notifier in batch or ():

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.commands import idempotency_record
+from gateway.accept import idempotency_record
 from tests.api_support import SECRET, assert_one_evalsha, assert_problem, bearer, redis_sends, token
 
 pytestmark = pytest.mark.integration

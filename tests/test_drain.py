@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from gateway.ids import partition_of
+from gateway.redis_client import RoundTrip
 from settings import load
-from workers import drain, runtime
-from workers.drain import drain_partition
+from workers import runtime
+from workers.drain import DrainJob, drain_partition
+from workers.stream import PartitionStream
 
 pytestmark = pytest.mark.integration
 
@@ -64,15 +66,15 @@ def test_a_partition_that_cannot_be_drained_is_paused_and_the_others_go_on(
 
 
 def test_a_worker_that_lost_its_lease_reads_no_new_entries(rt: runtime.Runtime, client: Any) -> None:
-    from workers.drain import Drainer
-
     command_id = accept_in(client, 3)
     lease = rt.leases.acquire(3)
     assert lease is not None
     rt.gw.redis.set(rt.gw.keys.lease(3), "99:another-worker")  # taken over meanwhile
-    drainer = Drainer(rt, lease)
+    stream = PartitionStream(rt.gw, rt.name, lease)
 
-    assert drainer.read() == []
+    trip = RoundTrip(rt.gw.redis)  # a pass's reads, as the drain job sends them
+    stream.queue_read(trip, 10)
+    assert stream.take_read(*trip.send(), 10) == []
     assert lease.lost.is_set()
     assert rt.gw.redis.xpending(rt.gw.keys.stream(3), "appliers")["pending"] == 0  # left for the holder
     rt.gw.redis.delete(rt.gw.keys.lease(3))
@@ -147,14 +149,14 @@ def test_an_idle_job_waits_for_new_entries_then_ends(
     is applied by the same job; with none for LINGER_SECONDS, the job ends and lets go."""
     first = accept_in(client, 0)
     late: list[str] = []
-    real_wait = drain._wait_for_entries
+    real_wait = DrainJob._wait_for_entries
 
-    def wait_and_send_one(rt: runtime.Runtime, idle: Any, seconds: float) -> bool:
+    def wait_and_send_one(job: DrainJob, idle: Any, seconds: float) -> bool:
         if not late:
             threading.Timer(0.02, lambda: late.append(accept_in(client, 0))).start()
-        return real_wait(rt, idle, seconds)
+        return real_wait(job, idle, seconds)
 
-    monkeypatch.setattr(drain, "_wait_for_entries", wait_and_send_one)
+    monkeypatch.setattr(DrainJob, "_wait_for_entries", wait_and_send_one)
     started = time.monotonic()
     summary = drain_partition(0)
     assert summary == "partition 0: applied 2, failed 0"
@@ -168,8 +170,8 @@ def test_an_idle_job_ends_at_once_when_push_jobs_wait_for_its_worker(
 ) -> None:
     accept_in(client, 0)
     waits: list[float] = []
-    monkeypatch.setattr(drain, "_wait_for_entries", lambda rt, idle, seconds: waits.append(seconds))
-    push = rt.push_queue.enqueue("workers.notifier.no_such_job")  # a push waits (never run here)
+    monkeypatch.setattr(DrainJob, "_wait_for_entries", lambda job, idle, seconds: waits.append(seconds))
+    push = rt.push_queue.enqueue("workers.delivery.no_such_job")  # a push waits (never run here)
     try:
         assert drain_partition(0) == "partition 0: applied 1, failed 0"
     finally:
@@ -190,7 +192,7 @@ def test_a_busy_job_ends_early_when_push_jobs_wait_and_queues_its_remaining_work
     def apply_and_send_more(commands: Any) -> Any:
         accept_in(client, 0)  # partition 0 never runs dry
         if not pushes:
-            pushes.append(rt.push_queue.enqueue("workers.notifier.no_such_job"))  # never run here
+            pushes.append(rt.push_queue.enqueue("workers.delivery.no_such_job"))  # never run here
         return real(commands)
 
     monkeypatch.setattr(store, "apply", apply_and_send_more)

@@ -25,7 +25,7 @@ from tests.api_support import bearer, token
 from tests.notify_support import log_event
 from tests.services import wait_until
 from workers import runtime
-from workers.notifier import NotifierThread
+from workers.delivery import NotifierThread
 from workers.plugin_services import RuntimeServices
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def devices(rt: runtime.Runtime) -> DeviceRegistry:
 @pytest.fixture
 def fcm_thread(rt: runtime.Runtime) -> Iterator[NotifierThread]:
     """The worker's thread for the FCM notifier, its consumer group made before any event."""
-    [notifier] = rt.gw.plugins.notifiers()
+    [notifier] = rt.gw.plugins.notifiers(RuntimeServices(rt))
     assert isinstance(notifier, fcm_notifier.FcmNotifier)
     thread = NotifierThread(rt, notifier)
     thread.ensure_group()

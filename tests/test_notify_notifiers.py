@@ -15,8 +15,8 @@ from settings import Settings, load
 from tests.api_support import bearer, token
 from tests.notify_support import log_event
 from tests.services import wait_until
-from workers import notifier as notifier_module
-from workers.notifier import GROUP_PREFIX, NotifierThread
+from workers import delivery
+from workers.delivery import GROUP_PREFIX, NotifierThread
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -103,16 +103,16 @@ def test_the_worker_hands_each_event_to_a_notifier_plugin_once_across_workers(
 def test_a_failing_batch_is_handed_on_again_then_dropped_after_its_attempts(
     live_app: Any, make_runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(notifier_module, "BACKOFF_SECONDS", (0, 0, 0, 0))
+    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", (0, 0, 0, 0))
     notifier = ListNotifier(failures=2)
     thread = NotifierThread(make_runtime(), notifier)
     thread.ensure_group()
     first = log_event(live_app, "alice", "c1")
     assert [thread.step() for _ in range(3)] == [0, 0, 1]  # handed on at the third attempt
 
-    notifier.failures = notifier_module.ATTEMPTS
+    notifier.failures = delivery.ATTEMPTS
     log_event(live_app, "alice", "c2")
-    assert [thread.step() for _ in range(notifier_module.ATTEMPTS)] == [0] * notifier_module.ATTEMPTS
+    assert [thread.step() for _ in range(delivery.ATTEMPTS)] == [0] * delivery.ATTEMPTS
     third = log_event(live_app, "alice", "c3")
     assert thread.step() == 1
     assert [e.id for e in notifier.events] == [first, third]  # the dropped batch does not come back
@@ -135,7 +135,7 @@ def test_an_outbox_entry_that_is_no_event_is_skipped(live_app: Any, make_runtime
 def test_a_batch_held_by_a_dead_worker_is_claimed_by_another(
     live_app: Any, make_runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(notifier_module, "CLAIM_IDLE_MS", 0)
+    monkeypatch.setattr(delivery, "CLAIM_IDLE_MS", 0)
     dead, alive = make_runtime(), make_runtime()
     alive.name = "alive-worker"
     held = ListNotifier()

@@ -67,9 +67,9 @@ def test_a_plugin_copied_out_of_the_repository_installs_and_passes_the_conforman
     imported = run(
         python,
         "-c",
-        "import app, plugins.conformance, gateway.redis_client as r;"
+        "import app, plugins.conformance, gateway.scripts as r;"
         "print(plugins.conformance.__file__); print(len(list(r.LUA.glob('*.lua'))));"
-        "print(len(app.create_app({'database_url': 'sqlite:///app.db'}).url_map._rules))",
+        "print(len(app.create_app({'app_env': 'development', 'database_url': 'sqlite:///app.db'}).url_map._rules))",
     ).split()
     assert Path(imported[0]).is_relative_to(venv)
     assert int(imported[1]) == len(list((ROOT / "gateway" / "lua").glob("*.lua")))

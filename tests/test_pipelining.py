@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.commands import accept, prepare
+from gateway.accept import accept, prepare
 from gateway.context import Gateway
 from gateway.pipelining import ScriptBatcher, _Call
 from gateway.redis_client import RoundTrip

@@ -98,7 +98,7 @@ def test_hook_register_stores_gets_the_settings_of_the_process(sqlite_url: str) 
 
 def test_hook_register_notifiers() -> None:
     plugins = Plugins(load(plugins="tests.plugins.recording_notifier"))
-    [notifier] = plugins.notifiers()  # the built-in FCM notifier is off: no FCM_CREDENTIALS
+    [notifier] = plugins.notifiers(RuntimeServices())  # the built-in FCM notifier is off: no FCM_CREDENTIALS
     assert isinstance(notifier, Notifier) and notifier.name == "recording"
     notifier.close()
 
@@ -117,14 +117,12 @@ def test_hook_register_notifiers_gets_the_services_of_the_process() -> None:
     given = RuntimeServices()
     assert Plugins(config, pm).notifiers(given) == []  # FCM is off: no FCM_CREDENTIALS
     assert seen == [(config, given)]
-    Plugins(config, pm).notifiers()
-    assert isinstance(seen[1][1], RuntimeServices)  # by default, the worker runtime's
 
 
 def test_hook_register_notifiers_names_must_be_unique() -> None:
     twice = Plugins(load(plugins="tests.plugins.recording_notifier,tests.plugins.recording_twin"))
     with pytest.raises(PluginError, match="two plugins provide a notifier named 'recording'"):
-        twice.notifiers()
+        twice.notifiers(RuntimeServices())
 
 
 # -- discovery and the settings that choose ----------------------------------------------------

@@ -16,7 +16,7 @@ from rq import SimpleWorker
 from gateway import logs
 from settings import load
 from workers import runtime
-from workers.notifier import start_notifiers, stop_notifiers
+from workers.delivery import start_notifiers, stop_notifiers
 from workers.scheduler import Scheduler
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from gateway import scripts
 from gateway.context import Gateway
 
 log = logging.getLogger("gateway.lease")
@@ -38,10 +39,8 @@ class Leases:
         self._keeper: threading.Thread | None = None
 
     def acquire(self, partition: int) -> Lease | None:
-        keys = self.gw.keys
-        token = self.gw.scripts.lease_acquire(
-            keys=[keys.lease(partition), keys.fence(partition)], args=[self.owner, self.ttl_ms]
-        )
+        call = scripts.lease_acquire(self.gw.keys, partition, owner=self.owner, ttl_ms=self.ttl_ms)
+        token = self.gw.scripts.run(call)
         if not token:
             return None
         lease = Lease(partition, token)
@@ -53,15 +52,14 @@ class Leases:
     def release(self, lease: Lease) -> None:
         with self._lock:
             self._held.pop(lease.partition, None)
-        self.gw.scripts.lease_release(keys=[self.gw.keys.lease(lease.partition)], args=[lease.token])
+        self.gw.scripts.run(scripts.lease_release(self.gw.keys, lease.partition, token=lease.token))
 
     def renew_all(self) -> None:
         with self._lock:
             held = list(self._held.values())
         for lease in held:
-            renewed = self.gw.scripts.lease_renew(
-                keys=[self.gw.keys.lease(lease.partition)], args=[lease.token, self.ttl_ms]
-            )
+            call = scripts.lease_renew(self.gw.keys, lease.partition, token=lease.token, ttl_ms=self.ttl_ms)
+            renewed = self.gw.scripts.run(call)
             if not renewed:
                 log.warning("lost the lease of partition %s", lease.partition)
                 lease.lost.set()

@@ -10,12 +10,13 @@ from typing import Any
 
 from rq import Queue, Worker
 
+from gateway import scripts
 from gateway.context import Gateway
-from gateway.keys import GROUP
 from gateway.redis_client import RoundTrip, connect
 from settings import Settings, load
 from workers.lease import Leases
 
+# RQ keeps a queued job by this dotted path, and queued jobs outlive a deploy: keep it importable.
 DRAIN_JOB = "workers.drain.drain_partition"
 KICK_TTL_MS = 30_000  # a queued drain job that never ran (lost queue) is re-queued after this
 # A drain job normally ends within its slice; this only stops one stuck on a hung store.
@@ -36,20 +37,13 @@ class Runtime:
         # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
         self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)
 
-    def _checks(self, partitions: list[int], mode: str) -> list[Any]:
-        """kick.lua for each of `partitions`, in one round trip: "mark" queues-if-due (sets the
-        marker), "check" only asks."""
-        keys = self.gw.keys
+    def _checks(self, partitions: list[int], check_only: bool) -> list[Any]:
+        """kick.lua for each of `partitions`, in one round trip: queue-if-due (which sets the
+        marker), or with `check_only` only ask."""
         trip = RoundTrip(self.gw.redis)
         for partition in partitions:
-            partition_keys = [
-                keys.stream(partition),
-                keys.lease(partition),
-                keys.pause(partition),
-                keys.wait(partition),
-                keys.kick(partition),
-            ]
-            trip.script(self.gw.scripts.kick, partition_keys, [KICK_TTL_MS, GROUP, mode])
+            call = scripts.kick(self.gw.keys, partition, marker_ttl_ms=KICK_TTL_MS, check_only=check_only)
+            self.gw.scripts.queue(trip, call)
         replies = trip.send()
         for reply in replies:
             if isinstance(reply, Exception):
@@ -64,7 +58,7 @@ class Runtime:
         """Queue a drain job for each of `partitions` that has due work and none queued or running,
         with one round trip for the checks; how many got a job."""
         partitions = list(partitions)
-        marked = self._checks(partitions, "mark")
+        marked = self._checks(partitions, check_only=False)
         due = [p for p, queue_it in zip(partitions, marked, strict=True) if queue_it]
         for partition in due:
             self.enqueue_drain(partition)
@@ -80,7 +74,8 @@ class Runtime:
 
     def due(self, partitions: list[int]) -> list[int]:
         """Those of `partitions` with work due now and nobody on them, in one round trip."""
-        return [p for p, is_due in zip(partitions, self._checks(partitions, "check"), strict=True) if is_due]
+        checks = self._checks(partitions, check_only=True)
+        return [p for p, is_due in zip(partitions, checks, strict=True) if is_due]
 
     def enqueue_drain(self, partition: int) -> None:
         self.queue.enqueue(

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from gateway.accept import Idempotency, IdempotencyConflict, RateLimited, accept, prepare
 from gateway.api import (
     authenticate,
     body_limits,
@@ -34,9 +35,9 @@ from gateway.api.openapi import (
     problem,
     ref,
 )
-from gateway.commands import Idempotency, IdempotencyConflict, RateLimited, accept, prepare, status_of
 from gateway.ids import new_entity_id
 from gateway.problems import Problem
+from gateway.record import status_of
 from gateway.validation import (
     JSON_TYPES,
     MERGE_PATCH_TYPES,

@@ -7,7 +7,7 @@ limit, O(1) memory, with none of the fixed window's double burst at window edges
 the limit is refused with 429 problem JSON and `Retry-After`.
 
 Reads are counted by `limits` (one Lua script on the gateway's connection pool). Writes are
-counted by the accept script itself (`gateway.commands.WriteLimit`), the same algorithm in the
+counted by the accept script itself (`gateway.accept.WriteLimit`), the same algorithm in the
 same round trip as the command: a write stays one call to Redis, and a refused one writes nothing.
 
 The check runs in the API blueprints' before_request, after authentication: an unauthenticated
@@ -28,8 +28,8 @@ from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from gateway.accept import WriteLimit
 from gateway.api import current_user
-from gateway.commands import WriteLimit
 from gateway.problems import Problem
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -15,6 +15,10 @@
 --
 -- A second run of the same call (a client that resent it after a lost reply) finds its record
 -- and answers {'accepted', ''} again, writing nothing: one call never queues a command twice.
+--
+-- Names it spells (the record's own come in ARGV; tests/test_record.py checks them):
+--   entry fields: c
+--   idempotency record fields: fp cid eid
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'accepted', ''}
 end

@@ -9,6 +9,13 @@
 --   entry id, command id, status, error, attempts
 -- Each finished command's event goes to its owner's event stream (replay by id) and, with the
 -- owner and that id, to the outbox that live deliveries and notifier plugins follow.
+--
+-- Names it spells (gateway/record.py; tests/test_record.py checks them):
+--   record fields: op col eid uid pl st acc fin err att nxt
+--   record statuses: pending failed
+--   dead letter fields: c op col eid uid pl err att acc at
+--   event stream fields: e
+--   outbox fields: u i e
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end

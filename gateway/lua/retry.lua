@@ -2,6 +2,10 @@
 -- Refused (returns 0) when the caller no longer holds the partition lease.
 -- KEYS[1] lease, then the command records
 -- ARGV[1] lease token, then per command: attempts, next attempt (ms), error
+--
+-- Names it spells (gateway/record.py; tests/test_record.py checks them):
+--   record fields: st att nxt err
+--   record statuses: pending
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end

@@ -1,17 +1,20 @@
-"""Accepting a command (one atomic Redis step) and reading its status record."""
+"""The accept stage: a validated command is recorded and queued in one atomic Redis step.
+
+Its record (gateway/record.py) and its partition stream entry are written by one call of
+accept.lua, which also counts the user's write rate limit and looks the Idempotency-Key up, so
+that a refused or replayed request writes nothing.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
+from gateway import record, scripts
 from gateway.context import Gateway
-from gateway.ids import new_command_id, partition_of, partition_of_command
+from gateway.ids import new_command_id, partition_of
 from gateway.keys import Keys
 from plugins.store import Document, Op
 
@@ -49,14 +52,25 @@ class WriteLimit:
     amount: int
     window_seconds: int
 
-    def counters(self, keys: Keys, user: str, now: int) -> tuple[list[str], list[Any], int]:
-        """The two counter keys, the script's limit arguments, and the seconds left in this window."""
+    def window(self, keys: Keys, user: str, now: int) -> WriteWindow:
+        """The user's counters of this window and the previous one, at `now` (ms)."""
         window_ms = self.window_seconds * 1000
         index, elapsed = divmod(now, window_ms)
         who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any user id, a plain key
-        counter_keys = [keys.write_window(who, index), keys.write_window(who, index - 1)]
-        args = [self.amount, 1 - elapsed / window_ms, 2 * self.window_seconds]
-        return counter_keys, args, -(-(window_ms - elapsed) // 1000)
+        return WriteWindow(
+            counters=(keys.write_window(who, index), keys.write_window(who, index - 1)),
+            previous_weight=1 - elapsed / window_ms,
+            retry_after=-(-(window_ms - elapsed) // 1000),
+        )
+
+
+@dataclass(frozen=True)
+class WriteWindow:
+    """A user's write counters at one moment."""
+
+    counters: tuple[str, str]  # this window's counter key and the previous one's
+    previous_weight: float  # the share of the previous window the sliding window still covers
+    retry_after: int  # seconds left in this window
 
 
 class RateLimited(Exception):
@@ -74,18 +88,13 @@ def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
     return keys.idempotency(int(digest[:8], 16) % partitions, digest)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True)
 class AcceptCall:
     """One call of the accept script, ready to send (alone, or in a pipeline by tools)."""
 
     command_id: str
     entity_id: str
-    keys: list[str]
-    args: list[Any]
+    script: scripts.ScriptCall
     retry_after: int  # seconds left in the rate-limit window, for a refusal
     idempotency_key: str = ""
 
@@ -100,25 +109,34 @@ def prepare(
     idempotency: Idempotency | None = None,
     limit: WriteLimit | None = None,
 ) -> AcceptCall:
-    """The accept script's keys and arguments for this command (see gateway/lua/accept.lua)."""
-    now = now_ms()
-    partition = partition_of(collection, entity_id, gw.settings.partitions)
+    """The accept script's call for this command."""
+    now = record.now_ms()
+    partitions = gw.settings.partitions
+    partition = partition_of(collection, entity_id, partitions)
     command_id = new_command_id(partition)
-    record = gw.keys.command(partition, command_id)
-    fields: list[Any] = ["op", op, "col", collection, "eid", entity_id, "uid", user]
-    fields += ["st", "pending", "att", 0, "acc", now]
-    if payload is not None:
-        fields += ["pl", orjson.dumps(payload)]
-    keys = [record, gw.keys.stream(partition), record, record, record]
-    args: list[Any] = [command_id, "", entity_id, gw.settings.idempotency_ttl_seconds, 0, 0, 0]
-    if idempotency is not None:
-        keys[2] = idempotency_record(gw.keys, user, idempotency.key, gw.settings.partitions)
-        args[1] = idempotency.fingerprint
-    retry_after = 0
-    if limit is not None:
-        keys[3:5], args[4:7], retry_after = limit.counters(gw.keys, user, now)
-    key = idempotency.key if idempotency else ""
-    return AcceptCall(command_id, entity_id, keys, [*args, *fields], retry_after, key)
+    key_record = idempotency_record(gw.keys, user, idempotency.key, partitions) if idempotency else None
+    window = limit.window(gw.keys, user, now) if limit else None
+    call = scripts.accept(
+        gw.keys,
+        partition,
+        command_id=command_id,
+        entity_id=entity_id,
+        record=record.new(op, collection, entity_id, user, payload, now),
+        idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
+        idempotency_record=key_record,
+        fingerprint=idempotency.fingerprint if idempotency else "",
+        write_counters=window.counters if window else None,
+        write_limit=limit.amount if limit else 0,
+        previous_window_weight=window.previous_weight if window else 0,
+        counter_ttl_seconds=2 * limit.window_seconds if limit else 0,
+    )
+    return AcceptCall(
+        command_id,
+        entity_id,
+        call,
+        retry_after=window.retry_after if window else 0,
+        idempotency_key=idempotency.key if idempotency else "",
+    )
 
 
 def accept(gw: Gateway, call: AcceptCall) -> Accepted:
@@ -131,7 +149,7 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
-    outcome = gw.accept_calls(call.keys, call.args)
+    outcome = gw.accept_calls(call.script.keys, call.script.args)
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":
@@ -139,35 +157,3 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     if outcome[0] == "limited":
         raise RateLimited(call.retry_after)
     raise IdempotencyConflict(call.idempotency_key)
-
-
-def _iso(ms: str | None) -> str | None:
-    if not ms:
-        return None
-    return (
-        datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
-def status_of(gw: Gateway, user: str, command_id: str) -> dict[str, Any] | None:
-    """The command's status as the API shows it; None when unknown or not this user's."""
-    partition = partition_of_command(command_id, gw.settings.partitions)
-    if partition is None:
-        return None
-    record = gw.redis.hgetall(gw.keys.command(partition, command_id))
-    if not record or record.get("uid") != user:
-        return None
-    status: dict[str, Any] = {
-        "command_id": command_id,
-        "status": record["st"],
-        "op": record["op"],
-        "collection": record["col"],
-        "entity_id": record["eid"],
-        "attempts": int(record.get("att", 0)),
-        "accepted_at": _iso(record.get("acc")),
-        "finished_at": _iso(record.get("fin")),
-        "error": record.get("err") or None,
-    }
-    if record.get("nxt") and record["st"] == "pending":
-        status["next_attempt_at"] = _iso(record["nxt"])
-    return status

@@ -1,4 +1,6 @@
-"""Hands every finished command's event to the notifier plugins (FCM, a team's webhook, ...).
+"""The notify stage's worker side: every finished command's event is delivered to the notifier
+plugins (FCM, a team's webhook, ...); the contract they implement is `plugins/notifier.py`, and
+the web side's live deliveries to WebSocket and SSE clients are `gateway/notify/`.
 
 One thread per notifier follows the outbox stream through a consumer group of its own,
 `notify:<name>`, in which each worker process is a consumer: each event reaches one process,
@@ -22,6 +24,7 @@ import redis
 from gateway.redis_client import connect
 from plugins.events import Event
 from plugins.notifier import Notifier
+from workers.plugin_services import RuntimeServices
 from workers.runtime import Runtime
 
 log = logging.getLogger("gateway.notifier")
@@ -161,7 +164,7 @@ class NotifierThread(threading.Thread):
 
 def start_notifiers(rt: Runtime) -> list[NotifierThread]:
     """One running thread per notifier the plugins provide."""
-    threads = [NotifierThread(rt, notifier) for notifier in rt.gw.plugins.notifiers()]
+    threads = [NotifierThread(rt, notifier) for notifier in rt.gw.plugins.notifiers(RuntimeServices(rt))]
     for thread in threads:
         thread.start()
     if threads:

@@ -1,0 +1,186 @@
+"""The command record: the one Redis hash per command that the accept step writes, the drain job
+reads and the finish script closes, and what the status route shows of it.
+
+Every field name, status and encoding of the record lives here (the payload as JSON, counts as
+integers, times as epoch milliseconds, shown as ISO 8601 by the API). The Lua scripts spell the
+same names as literals, as Lua cannot import them: each script's header lists the names it
+uses, and `tests/test_record.py` checks them against this module, so a rename here fails there
+until the scripts follow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.ids import partition_of_command
+from plugins.store import Command, Document, Op
+
+if TYPE_CHECKING:
+    from gateway.context import Gateway
+
+# The record's fields (hash `Keys.command`).
+OP = "op"  # create, replace, patch or delete
+COLLECTION = "col"
+ENTITY_ID = "eid"
+USER = "uid"  # the owner: the only user who may see the status and gets the events
+STATUS = "st"  # PENDING until the command finishes, then APPLIED or FAILED
+ATTEMPTS = "att"  # attempts made so far
+ACCEPTED_AT = "acc"  # ms
+FINISHED_AT = "fin"  # ms, once finished
+ERROR = "err"  # the last attempt's error ('' or absent: none)
+NEXT_ATTEMPT_AT = "nxt"  # ms: a pending command that failed is not tried again before this
+PAYLOAD = "pl"  # the document or merge patch as JSON, until the command finishes
+FIELDS = (
+    OP,
+    COLLECTION,
+    ENTITY_ID,
+    USER,
+    STATUS,
+    ATTEMPTS,
+    ACCEPTED_AT,
+    FINISHED_AT,
+    ERROR,
+    NEXT_ATTEMPT_AT,
+    PAYLOAD,
+)
+
+# A partition stream entry's one field, and a dead letter's first: the command id.
+COMMAND_ID = "c"
+# A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD ERROR
+# ATTEMPTS ACCEPTED_AT, and when it died (ms).
+DIED_AT = "at"
+DEAD_LETTER_FIELDS = (
+    COMMAND_ID,
+    OP,
+    COLLECTION,
+    ENTITY_ID,
+    USER,
+    PAYLOAD,
+    ERROR,
+    ATTEMPTS,
+    ACCEPTED_AT,
+    DIED_AT,
+)
+
+PENDING, APPLIED, FAILED = "pending", "applied", "failed"
+STATUSES = (PENDING, APPLIED, FAILED)
+
+# What a drain job reads of each entry's record (HMGET, in this order).
+WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS)
+
+
+def now_ms() -> int:
+    """The time as the record keeps it: milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def iso(ms: str | int | None) -> str | None:
+    """A record time as the API shows it (`2024-05-01T12:00:00.000Z`); None when unset."""
+    if not ms:
+        return None
+    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_payload(payload: Document | None) -> bytes:
+    return orjson.dumps(payload)
+
+
+def decode_payload(raw: str | None) -> Document | None:
+    """The payload of a record or dead letter; None when it has none (a delete)."""
+    return orjson.loads(raw) if raw else None
+
+
+def new(op: Op, collection: str, entity_id: str, user: str, payload: Document | None, now: int) -> list[Any]:
+    """A new pending record, as HSET's field/value pairs."""
+    fields: list[Any] = [OP, op, COLLECTION, collection, ENTITY_ID, entity_id, USER, user]
+    fields += [STATUS, PENDING, ATTEMPTS, 0, ACCEPTED_AT, now]
+    if payload is not None:
+        fields += [PAYLOAD, encode_payload(payload)]
+    return fields
+
+
+@dataclass(frozen=True)
+class Work:
+    """A pending command as a drain job needs it: the command for the store, its owner, the
+    attempts made and when it is due (ms)."""
+
+    command: Command
+    user: str
+    attempts: int
+    due_ms: int
+
+
+def work(command_id: str, seq: int, values: Sequence[str | None]) -> Work | None:
+    """The pending command in an HMGET reply of WORK_FIELDS; None when the record is gone or
+    the command finished."""
+    record = dict(zip(WORK_FIELDS, values, strict=False))
+    if record.get(STATUS) != PENDING:
+        return None
+    command = Command(
+        command_id=command_id,
+        seq=seq,
+        op=record[OP],  # type: ignore[arg-type]
+        collection=record[COLLECTION],  # type: ignore[arg-type]
+        entity_id=record[ENTITY_ID],  # type: ignore[arg-type]
+        payload=decode_payload(record.get(PAYLOAD)),
+    )
+    attempts, due = int(record[ATTEMPTS] or 0), int(record[NEXT_ATTEMPT_AT] or 0)
+    return Work(command=command, user=record[USER] or "", attempts=attempts, due_ms=due)
+
+
+def status_of(gw: Gateway, user: str, command_id: str) -> dict[str, Any] | None:
+    """The command's status as the API shows it; None when unknown or not this user's."""
+    partition = partition_of_command(command_id, gw.settings.partitions)
+    if partition is None:
+        return None
+    record = gw.redis.hgetall(gw.keys.command(partition, command_id))
+    if not record or record.get(USER) != user:
+        return None
+    return status(command_id, record)
+
+
+def status(command_id: str, record: Mapping[str, str]) -> dict[str, Any]:
+    """The record as the status route shows it."""
+    shown: dict[str, Any] = {
+        "command_id": command_id,
+        "status": record[STATUS],
+        "op": record[OP],
+        "collection": record[COLLECTION],
+        "entity_id": record[ENTITY_ID],
+        "attempts": int(record.get(ATTEMPTS, 0)),
+        "accepted_at": iso(record.get(ACCEPTED_AT)),
+        "finished_at": iso(record.get(FINISHED_AT)),
+        "error": record.get(ERROR) or None,
+    }
+    if record.get(NEXT_ATTEMPT_AT) and record[STATUS] == PENDING:
+        shown["next_attempt_at"] = iso(record[NEXT_ATTEMPT_AT])
+    return shown
+
+
+@dataclass(frozen=True)
+class DeadCommand:
+    """What a dead letter says of its command: enough to accept it again."""
+
+    user: str
+    op: Op
+    collection: str
+    entity_id: str
+    payload: Document | None
+
+
+def dead_command(fields: Mapping[str, str]) -> DeadCommand:
+    """The command of a dead letter's fields."""
+    return DeadCommand(
+        user=fields[USER],
+        op=fields[OP],  # type: ignore[arg-type]
+        collection=fields[COLLECTION],
+        entity_id=fields[ENTITY_ID],
+        payload=decode_payload(fields.get(PAYLOAD)),
+    )

@@ -1,0 +1,195 @@
+"""The gateway's Lua scripts (`gateway/lua/*.lua`), each called through one function here.
+
+A script's header documents its KEYS and ARGV; the function of the same name is the only code
+that lays them out, from named arguments, so no caller builds a script's arguments by position
+and a change to a script's arguments is made in two places side by side. Each function returns
+a `ScriptCall`: `Scripts.run` sends it alone, `Scripts.queue` adds it to a `RoundTrip` with
+other calls, and the web process's auto-pipelining (gateway/pipelining.py) sends the accept
+calls' keys and args in batches.
+
+Keys of one partition share a hash tag (gateway/keys.py), so every script but `finish` (which
+also writes the owner's events and the outbox) stays in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from gateway.keys import GROUP, Keys
+from gateway.redis_client import RoundTrip
+
+LUA = Path(__file__).with_name("lua")
+NAMES = ("accept", "finish", "retry", "read", "kick", "lease_acquire", "lease_renew", "lease_release")
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One call of a script, ready to send: the script's name, its KEYS and its ARGV."""
+
+    name: str
+    keys: list[str]
+    args: list[Any]
+
+
+class Scripts:
+    """The scripts registered on one client: sent as EVALSHA, loaded again after a Redis restart."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._scripts = {name: client.register_script((LUA / f"{name}.lua").read_text()) for name in NAMES}
+
+    def script(self, name: str) -> Script:
+        return self._scripts[name]
+
+    def run(self, call: ScriptCall, client: Any = None) -> Any:
+        """The script's reply to `call`, sent on its own (or on `client`, a pipeline)."""
+        return self._scripts[call.name](keys=call.keys, args=call.args, client=client)
+
+    def queue(self, trip: RoundTrip, call: ScriptCall) -> None:
+        """Add `call` to `trip`; its reply comes with the others'."""
+        trip.script(self._scripts[call.name], call.keys, call.args)
+
+
+def accept(
+    keys: Keys,
+    partition: int,
+    *,
+    command_id: str,
+    entity_id: str,
+    record: Sequence[Any],
+    idempotency_ttl_seconds: int,
+    idempotency_record: str | None = None,
+    fingerprint: str = "",
+    write_counters: tuple[str, str] | None = None,
+    write_limit: int = 0,
+    previous_window_weight: float = 0,
+    counter_ttl_seconds: int = 0,
+) -> ScriptCall:
+    """accept.lua: write the command's `record` (HSET pairs) and its stream entry, after the
+    Idempotency-Key check (`idempotency_record`, the key's record; `fingerprint`, the request's)
+    and the write rate limit (`write_counters`, this and the previous window's; `write_limit`
+    writes per window, 0 for none). KEYS: record, stream, key record, the two counters (an unused
+    key repeats the record). ARGV: command id, fingerprint, entity id, key record TTL, limit,
+    previous window's weight, counter TTL, then the record's pairs."""
+    record_key = keys.command(partition, command_id)
+    current, previous = write_counters or (record_key, record_key)
+    return ScriptCall(
+        "accept",
+        [record_key, keys.stream(partition), idempotency_record or record_key, current, previous],
+        [
+            command_id,
+            fingerprint,
+            entity_id,
+            idempotency_ttl_seconds,
+            write_limit,
+            previous_window_weight,
+            counter_ttl_seconds,
+            *record,
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A command for `finish`: its stream entry, its owner, how it ended and after how many attempts."""
+
+    entry_id: str
+    command_id: str
+    user: str
+    status: str  # record.APPLIED or record.FAILED
+    error: str
+    attempts: int
+
+
+def finish(
+    keys: Keys,
+    partition: int,
+    *,
+    token: str,
+    now_ms: int,
+    record_ttl_seconds: int,
+    events_per_user: int,
+    outbox_length: int,
+    oldest_dead_letter_ms: int,
+    commands: Sequence[Finished],
+) -> ScriptCall:
+    """finish.lua: close the commands' records, dead-letter the failed ones, write their events,
+    acknowledge and delete their entries; refused (0) without the lease `token`. KEYS: lease,
+    stream, dead letters, outbox, then per command its record and its owner's events. ARGV:
+    token, group, now, record TTL, events per user, outbox length, oldest dead letter kept, then
+    per command: entry id, command id, status, error, attempts."""
+    script_keys = [keys.lease(partition), keys.stream(partition), keys.dead(partition), keys.outbox()]
+    args: list[Any] = [token, GROUP, now_ms, record_ttl_seconds, events_per_user, outbox_length]
+    args.append(oldest_dead_letter_ms)
+    for command in commands:
+        script_keys += [keys.command(partition, command.command_id), keys.events(command.user)]
+        args += [command.entry_id, command.command_id, command.status, command.error, command.attempts]
+    return ScriptCall("finish", script_keys, args)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A command for `retry`: its attempts so far, when it is due again (ms), and why it failed."""
+
+    command_id: str
+    attempts: int
+    next_attempt_ms: int
+    error: str
+
+
+def retry(keys: Keys, partition: int, *, token: str, commands: Sequence[Retry]) -> ScriptCall:
+    """retry.lua: record a failed attempt of each pending command; refused (0) without the lease
+    `token`. KEYS: lease, then the records. ARGV: token, then per command: attempts, next
+    attempt (ms), error."""
+    script_keys = [keys.lease(partition)]
+    args: list[Any] = [token]
+    for command in commands:
+        script_keys.append(keys.command(partition, command.command_id))
+        args += [command.attempts, command.next_attempt_ms, command.error]
+    return ScriptCall("retry", script_keys, args)
+
+
+def read(keys: Keys, partition: int, *, token: str, consumer: str, count: int) -> ScriptCall:
+    """read.lua: up to `count` new entries for `consumer`, only with the lease `token` (the
+    reply: XREADGROUP's; the newest entry's id when there are none; None without the lease).
+    KEYS: lease, stream. ARGV: token, group, consumer, count."""
+    return ScriptCall(
+        "read", [keys.lease(partition), keys.stream(partition)], [token, GROUP, consumer, count]
+    )
+
+
+def kick(keys: Keys, partition: int, *, marker_ttl_ms: int, check_only: bool) -> ScriptCall:
+    """kick.lua: 1 when a drain job should be queued for the partition, which is then marked
+    queued for `marker_ttl_ms` (with `check_only`, only whether work is due). KEYS: stream,
+    lease, pause, wait, kick marker. ARGV: marker TTL, group, "check" or "mark"."""
+    script_keys = [
+        keys.stream(partition),
+        keys.lease(partition),
+        keys.pause(partition),
+        keys.wait(partition),
+        keys.kick(partition),
+    ]
+    return ScriptCall("kick", script_keys, [marker_ttl_ms, GROUP, "check" if check_only else "mark"])
+
+
+def lease_acquire(keys: Keys, partition: int, *, owner: str, ttl_ms: int) -> ScriptCall:
+    """lease_acquire.lua: the new fencing token, or None when the lease is held. KEYS: lease,
+    fence counter. ARGV: owner, TTL."""
+    return ScriptCall("lease_acquire", [keys.lease(partition), keys.fence(partition)], [owner, ttl_ms])
+
+
+def lease_renew(keys: Keys, partition: int, *, token: str, ttl_ms: int) -> ScriptCall:
+    """lease_renew.lua: 1 when the lease is still `token`'s and now runs `ttl_ms` more, else 0.
+    KEYS: lease. ARGV: token, TTL."""
+    return ScriptCall("lease_renew", [keys.lease(partition)], [token, ttl_ms])
+
+
+def lease_release(keys: Keys, partition: int, *, token: str) -> ScriptCall:
+    """lease_release.lua: drop the lease if it is still `token`'s (1), else 0. KEYS: lease.
+    ARGV: token."""
+    return ScriptCall("lease_release", [keys.lease(partition)], [token])

@@ -1,0 +1,151 @@
+"""The outcome stage: each applied command's result, written to Redis under the partition's lease.
+
+- Applied, and refused by the store: finished (finish.lua: status, event, dead letter for a
+  failure, then XACK and XDEL of the entry), FINISH_CHUNK commands per script call.
+- Failed with attempts left: scheduled again after a backoff (retry.lua: attempts, next
+  attempt, error); the entry stays pending in the stream and keeps its place.
+- Failed on its last attempt (MAX_ATTEMPTS): finished as failed, so dead-lettered.
+- The store could not be reached: the partition pauses for a growing while (the count of
+  consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
+
+Both scripts are refused once the lease is lost: the partition's next holder does it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from gateway import record, scripts
+from gateway.context import Gateway
+from settings import Settings
+from workers.apply import Result
+from workers.lease import Lease
+from workers.stream import Entry
+
+log = logging.getLogger("gateway.drain")
+
+FINISH_CHUNK = 250  # commands finished per script call, so that Redis is never blocked long
+OUTAGE_MEMORY_SECONDS = 600  # consecutive outages are counted for the backoff within this window
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Decisions:
+    """What to write for a pass's results: the commands to finish, the ones to try again (and
+    when they are due, ms), and whether the store was out."""
+
+    finished: list[scripts.Finished] = field(default_factory=list)
+    retries: list[scripts.Retry] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
+    outage: bool = False
+
+
+def decide(results: Mapping[Entry, Result], settings: Settings, now: int) -> Decisions:
+    """Finish, retry (after a backoff) or leave each command, from its result and its attempts."""
+    decisions = Decisions()
+    for entry, result in results.items():
+        attempts = entry.attempts + 1
+        if result.kind == "unavailable":
+            decisions.outage = True
+        elif result.kind == "applied":
+            decisions.finished.append(_finished(entry, record.APPLIED, ""))
+        elif result.kind == "failed" or attempts >= settings.max_attempts:
+            decisions.finished.append(_finished(entry, record.FAILED, result.error))
+        else:
+            due = now + backoff_ms(settings, attempts)
+            decisions.retries.append(scripts.Retry(entry.command.command_id, attempts, due, result.error))
+            decisions.waits.append(due)
+    return decisions
+
+
+def _finished(entry: Entry, status: str, error: str) -> scripts.Finished:
+    command_id = entry.command.command_id
+    return scripts.Finished(entry.entry_id, command_id, entry.user, status, error, entry.attempts + 1)
+
+
+def backoff_ms(settings: Settings, attempt: int) -> int:
+    """Wait before attempt `attempt + 1`: RETRY_BASE_SECONDS doubling, capped at RETRY_MAX_SECONDS."""
+    return int(min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1)) * 1000)
+
+
+def pause(gw: Gateway, partition: int, reason: str) -> None:
+    """Leave the partition alone for a growing while (a store is down, or draining it failed);
+    no command's attempts are counted."""
+    keys = gw.keys
+    pipe = gw.redis.pipeline(transaction=False)
+    pipe.incr(keys.outages(partition))
+    pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
+    pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
+    log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
+    gw.redis.set(keys.pause(partition), 1, px=pause_ms)
+
+
+class Outcomes:
+    """A held partition's outcomes in one drain job: written under its lease, and counted."""
+
+    def __init__(self, gw: Gateway, lease: Lease) -> None:
+        self.gw = gw
+        self.lease = lease
+        self.partition = lease.partition
+        self.applied = 0
+        self.failed = 0
+        self.outages_cleared = False
+
+    def record(self, results: Mapping[Entry, Result], waits: list[int]) -> bool:
+        """Write every result; `waits` are the due times of entries still waiting for their
+        retry. True when anything finished or was scheduled again."""
+        now = record.now_ms()
+        decisions = decide(results, self.gw.settings, now)
+        if decisions.finished and not self._finish(decisions.finished, now):
+            return False
+        if decisions.retries and not self._retry(decisions.retries):
+            return False
+        waits = waits + decisions.waits
+        if waits:
+            self.gw.redis.set(self.gw.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
+        if decisions.outage:
+            pause(self.gw, self.partition, "store unavailable")
+        elif decisions.finished and not self.outages_cleared:
+            # The store works again: the next outage backs off from the start. Once per job is
+            # enough, as an outage ends this partition's part in it.
+            self.gw.redis.delete(self.gw.keys.outages(self.partition))
+            self.outages_cleared = True
+        return bool(decisions.finished or decisions.retries) and not decisions.outage
+
+    def _finish(self, finished: list[scripts.Finished], now: int) -> bool:
+        settings = self.gw.settings
+        for chunk in _chunks(finished, FINISH_CHUNK):
+            call = scripts.finish(
+                self.gw.keys,
+                self.partition,
+                token=self.lease.token,
+                now_ms=now,
+                record_ttl_seconds=settings.status_ttl_seconds,
+                events_per_user=settings.events_per_user,
+                outbox_length=settings.outbox_length,
+                oldest_dead_letter_ms=now - settings.dead_letter_days * DAY_MS,  # older ones go
+                commands=chunk,
+            )
+            if not self.gw.scripts.run(call):
+                log.warning(
+                    "partition %s: lease lost before finishing; the next holder redoes it", self.partition
+                )
+                self.lease.lost.set()
+                return False
+        self.applied += sum(1 for command in finished if command.status == record.APPLIED)
+        self.failed += sum(1 for command in finished if command.status == record.FAILED)
+        return True
+
+    def _retry(self, retries: list[scripts.Retry]) -> bool:
+        call = scripts.retry(self.gw.keys, self.partition, token=self.lease.token, commands=retries)
+        if not self.gw.scripts.run(call):
+            self.lease.lost.set()
+            return False
+        return True
+
+
+def _chunks(items: list[scripts.Finished], size: int) -> Iterator[list[scripts.Finished]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
