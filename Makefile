@@ -23,3 +23,4 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . scripts/run-dev
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -78,7 +78,3 @@ class DeviceRegistry:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -48,10 +48,12 @@ from plugins.names import is_well_formed
 from plugins.store import (
     Command,
     Document,
+    FieldErrors,
     Op,
     Outcome,
     Page,
     Rejected,
+    Rows,
     Store,
     StoreUnavailable,
     list_page,
@@ -146,7 +148,7 @@ class MongoStore(Store):
 
     # -- checks ------------------------------------------------------------------------------
 
-    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+    def validate(self, collection: str, op: Op, document: Document) -> FieldErrors:
         """`_id` and `_gw` are the store's; MongoDB field names do not start with `$`."""
         errors = []
         for name in document:
@@ -293,7 +295,7 @@ class MongoStore(Store):
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         return list_page(self._fetch_page, collection, limit, cursor)
 
-    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> Rows:
         if not is_well_formed(collection):
             return []
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.

@@ -41,7 +41,7 @@ class DocumentTable:
     def read_for_update(self, conn: Connection, entity_ids: list[str]) -> dict[str, Document]:
         table = self.table
         query = sa.select(table.c.id, table.c.doc).where(table.c.id.in_(entity_ids)).with_for_update()
-        return dict(conn.execute(query).all())  # type: ignore[arg-type]
+        return dict(conn.execute(query).all())
 
     def write(self, conn: Connection, before: dict[str, Document], after: dict[str, Document | None]) -> None:
         # Every changed entity is written: comparing documents would take {"a": 1} for {"a": true}.

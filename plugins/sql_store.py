@@ -35,10 +35,12 @@ from plugins.sql_tables import MappedTable, json_checked_columns
 from plugins.store import (
     Command,
     Document,
+    FieldErrors,
     Op,
     Outcome,
     Page,
     Rejected,
+    Rows,
     Store,
     StoreUnavailable,
     list_page,
@@ -178,7 +180,7 @@ class SqlStore(Store):
             assert layout is not None
         return layout
 
-    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+    def validate(self, collection: str, op: Op, document: Document) -> FieldErrors:
         """A team's table refuses unknown fields, wrong types and missing required columns;
         a managed table (or a collection without a table yet) takes any document.
 
@@ -228,7 +230,7 @@ class SqlStore(Store):
         ids = sorted({c.entity_id for c in batch})
         ledger = self.ledger
         seqs: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]
+            conn.execute(
                 sa.select(ledger.c.entity_id, ledger.c.seq)
                 .where(ledger.c.collection == collection, ledger.c.entity_id.in_(ids))
                 .with_for_update()
@@ -308,11 +310,11 @@ class SqlStore(Store):
     def list(self, collection: str, limit: int, cursor: str | None) -> Page:
         return list_page(self._fetch_page, collection, limit, cursor)
 
-    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+    def _fetch_page(self, collection: str, after: str | None, count: int) -> Rows:
         with self._translated():
             return self._retried(lambda: self._page(collection, after, count))
 
-    def _page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
+    def _page(self, collection: str, after: str | None, count: int) -> Rows:
         layout = self._layout(collection)
         if layout is None:
             return []
