@@ -23,7 +23,7 @@ const REMEMBERED = 2000; // command ids kept to recognise late or early events; 
 const STALE_CHECK_MAX_MS = 300_000; // the longest wait between status checks of a stale command
 const SERVER_ERROR_RETRIES = 5; // a 500 may be a bug that will not go away: give up after these
 const TRANSIENT = new Set([429, 502, 503, 504]); // answers after which the same request may succeed
-const TOKEN_EARLY_MS = 30_000; // a cached JWT is renewed this long before its exp
+const TOKEN_EARLY_MS = 30_000; // a cached JWT is renewed this long before its exp (at most)
 const POLL_BATCH = 20; // status URLs polled per round in polling mode
 
 /** An error of the gateway: a write refused, a command failed, the client closed. */
@@ -45,7 +45,7 @@ export class Gateway extends EventTarget {
   #wsBase;
   #tokenSource;
   #token = null;
-  #tokenExpires = 0;
+  #tokenRenewAt = 0;
   #tokenRefresh = null;
   #fetch;
   #WebSocket;
@@ -688,7 +688,7 @@ export class Gateway extends EventTarget {
   async #getToken() {
     const source = this.#tokenSource;
     if (typeof source !== "function") return source ?? null;
-    const fresh = this.#token !== null && (!this.#tokenExpires || Date.now() < this.#tokenExpires - TOKEN_EARLY_MS);
+    const fresh = this.#token !== null && (!this.#tokenRenewAt || Date.now() < this.#tokenRenewAt);
     if (fresh) return this.#token;
     return this.#refreshToken(this.#token);
   }
@@ -702,7 +702,10 @@ export class Gateway extends EventTarget {
         try {
           const token = await this.#tokenSource();
           this.#token = token ?? null;
-          this.#tokenExpires = expiryOf(token);
+          // Renewed before its exp: TOKEN_EARLY_MS before, or halfway for a short-lived one.
+          const expires = expiryOf(token);
+          const early = Math.min(TOKEN_EARLY_MS, Math.max(0, expires - Date.now()) / 2);
+          this.#tokenRenewAt = expires && expires - early;
           return this.#token;
         } finally {
           this.#tokenRefresh = null;

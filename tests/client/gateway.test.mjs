@@ -449,16 +449,19 @@ describe("tokens", () => {
     );
   });
 
-  test("a JWT is renewed before its exp", async () => {
+  test("a JWT is renewed before its exp: 30 s before, or halfway for a short-lived one", async () => {
     const server = new FakeGateway();
     const jwt = (exp) => `e30.${Buffer.from(JSON.stringify({ sub: "u", exp })).toString("base64url")}.sig`;
-    const now = Math.floor(Date.now() / 1000);
-    const issued = [jwt(now + 10), jwt(now + 3600)]; // the first is within 30 s of its exp
+    const now = Date.now() / 1000;
+    const issued = [jwt(now + 0.2), jwt(now + 3600), jwt(now + 7200)];
     const gw = clientOf(server, { token: () => issued.shift(), transports: [] });
     await gw.replace("notes", "n1", {});
+    await sleep(150); // past halfway to the first token's exp
     await gw.replace("notes", "n2", {});
+    await gw.replace("notes", "n3", {}); // the second token is good for an hour: kept
     const tokens = server.writes().map((w) => w.headers.authorization);
     assert.notEqual(tokens[0], tokens[1]);
+    assert.equal(tokens[1], tokens[2]);
   });
 });
 
