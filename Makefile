@@ -16,7 +16,10 @@ $(STAMP): requirements.txt requirements-dev.txt examples/gateway-lmdb-store/pypr
 run: $(STAMP)
 	$(VENV)/bin/python scripts/run-dev
 
+# The browser client's unit tests (Node's own runner, no packages), then the Python suite, which
+# includes the client's browser tests in Chromium.
 test: $(STAMP)
+	node --test tests/client/
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
