@@ -665,11 +665,19 @@ export class Gateway extends EventTarget {
   /** Polling mode: the status URLs of the commands pending, every pollIntervalMs, for `forMs`. */
   async #poll(forMs) {
     const until = Date.now() + forMs;
-    this.#setState("open", "poll");
+    this.#setState("connecting", "poll");
     let cursor = 0;
+    let probed = false;
     while (!this.#closed && Date.now() < until) {
       const commands = [...this.#commands.values()];
-      if (commands.length) {
+      if (!commands.length && !probed) {
+        probed = true; // nothing to poll: whether the server answers at all, once per period
+        const up = await this.#request("/healthz", {}).then(
+          (answer) => answer.status === 200,
+          () => false,
+        );
+        this.#setState(up ? "open" : "down", "poll");
+      } else if (commands.length) {
         const batch = [];
         for (let i = 0; i < Math.min(POLL_BATCH, commands.length); i++) {
           batch.push(commands[(cursor + i) % commands.length]);

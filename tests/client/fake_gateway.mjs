@@ -17,6 +17,7 @@ export class FakeGateway {
     this.refuseWebSocket = false;
     this.refuseSse = false;
     this.wsOpenDelayMs = 0;
+    this.down = false; // /healthz answers 503
     this.validTokens = null; // a Set: only these tokens are let in (null: any, or none)
     // (request) => undefined (handled), a Response or an Error (instead), "lose" (handled, then the
     // answer is lost), "stall" (handled, the answer never comes), or a promise of one of these.
@@ -101,6 +102,7 @@ export class FakeGateway {
 
   /** Answer `request` as the gateway would. */
   handle(request, signal) {
+    if (request.path === "/healthz") return this.down ? problem(503, "down") : json(200, { status: "ok" });
     if (!this.#authorized(request.headers)) return problem(401, "unauthorized");
     const { method, path } = request;
     if (method === "GET" && path === "/api/events") return this.#sse(request, signal);

@@ -342,6 +342,20 @@ describe("the live connection", () => {
     );
   });
 
+  test("in polling mode with nothing pending, the state says whether the server answers", async () => {
+    const server = new FakeGateway();
+    const gw = clientOf(server, { transports: ["poll"], retryMinMs: 30, retryMaxMs: 30 });
+    const states = record(gw, "connection");
+    gw.connect();
+    await until(() => gw.connection.state === "open");
+    server.down = true;
+    await until(() => gw.connection.state === "down");
+    assert.deepEqual(
+      [...new Set(states.map((s) => `${s.state}:${s.transport}`))],
+      ["connecting:poll", "open:poll", "down:poll"],
+    );
+  });
+
   test("the transports option picks and orders them", async () => {
     const server = new FakeGateway();
     const gw = clientOf(server, { transports: ["sse"] });

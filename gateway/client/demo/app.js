@@ -135,7 +135,7 @@ function logLine(key, text, state) {
 }
 
 function describe({ op, entity_id }) {
-  return `${op} ${collection}/${entity_id.slice(0, 8)}`;
+  return `${op} ${entity_id.slice(0, 8)}`;
 }
 
 gw.on("pending", (detail) => {
