@@ -23,5 +23,5 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . scripts/run-dev
+	$(VENV)/bin/ruff check . scripts/run-dev scripts/screenshot-demo
 	$(VENV)/bin/ruff format --check .

@@ -733,7 +733,7 @@ export class Gateway extends EventTarget {
   }
 
   #emit(name, detail) {
-    this.dispatchEvent(new CustomEvent(name, { detail }));
+    this.dispatchEvent(detailEvent(name, detail));
   }
 
   #backoff(attempt) {
@@ -810,6 +810,14 @@ export function compareIds(a, b) {
   if (byMs !== 0n) return byMs > 0n ? 1 : -1;
   const bySeq = BigInt(as) - BigInt(bs);
   return bySeq === 0n ? 0 : bySeq > 0n ? 1 : -1;
+}
+
+/** A CustomEvent (an Event with a `detail` where there is no CustomEvent, as in Node 18). */
+function detailEvent(name, detail) {
+  if (typeof CustomEvent === "function") return new CustomEvent(name, { detail });
+  const event = new Event(name);
+  Object.defineProperty(event, "detail", { value: detail });
+  return event;
 }
 
 function eventOf(record) {
