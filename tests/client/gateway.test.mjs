@@ -267,6 +267,25 @@ describe("settling exactly once", () => {
     assert.equal(applied.length, 1);
   });
 
+  test("a write sent before the connection opened, answered after, is checked on its status URL", async () => {
+    const server = new FakeGateway();
+    server.wsOpenDelayMs = 60;
+    const gw = clientOf(server);
+    server.intercept = (request) => {
+      if (request.method !== "PUT") return undefined;
+      return (async () => {
+        const answer = server.handle(request);
+        server.finish((await answer.clone().json()).command_id); // before the socket opens
+        await until(() => gw.connection.state === "open"); // the 202 is read after it opened
+        return answer;
+      })();
+    };
+    const accepted = await gw.replace("notes", "n1", {});
+    const outcome = watch(accepted.applied);
+    await until(() => outcome.status === "resolved", 2000, "applied");
+    assert.equal(outcome.value.id, null, "made from the status record");
+  });
+
   test("commands accepted while a stream with its last id is open are not checked on their status URLs", async () => {
     const server = new FakeGateway();
     const gw = clientOf(server);
