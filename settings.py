@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # burst (an import, a reconnect's catch-up) while holding it to 100 writes a second overall.
     rate_limit_writes: str = "6000/minute"
     rate_limit_reads: str = "18000/minute"
+    # The demo page at /demo (a to-do app written with /client.js). Unset: on in development
+    # and test, off in production, where a page nobody asked for is only more to look after.
+    demo_page: bool | None = None
 
     # Command pipeline.
     # Streams the commands are spread over (entity -> partition by a stable hash). Change it only
@@ -170,6 +173,10 @@ class Settings(BaseSettings):
     def open_dev_mode(self) -> bool:
         """Without a way to verify tokens every caller is the one dev user."""
         return not (self.jwt_secret or self.jwt_jwks_url)
+
+    @property
+    def demo_page_on(self) -> bool:
+        return self.demo_page if self.demo_page is not None else self.app_env != "production"
 
     @property
     def collection_store_map(self) -> dict[str, str]:

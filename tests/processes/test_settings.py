@@ -94,7 +94,7 @@ def test_collection_stores_without_pairs_are_refused(value: str) -> None:
         load(collection_stores=value)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "1025", "four", " "])
+@pytest.mark.parametrize("value", ["0", "-1", "1025", "four", " "])  # "" is unset (test_deploy_files)
 def test_bad_partitions_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("PARTITIONS", value)
     with pytest.raises(ValidationError, match="partitions"):
