@@ -57,7 +57,8 @@ class Asset:
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         response.headers.update(extra or {})
-        return response.make_conditional(request)
+        response.make_conditional(request)  # turns it into a 304 in place when it may
+        return response
 
 
 def read_version(source: bytes) -> str:
