@@ -62,7 +62,10 @@ def replay(dead_letter: str) -> None:
     """Accept a dead letter's command again, as a new command of the same user."""
     gw = _gateway()
     stream, entry_id, fields = _dead_letter(gw, dead_letter)
-    dead = record.dead_command(fields)
+    try:
+        dead = record.dead_command(fields)
+    except record.PayloadNotKept as error:
+        raise click.ClickException(f"{dead_letter} cannot be replayed: {error}") from error
     call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
     result = accept(gw, call)
     gw.redis.xdel(stream, entry_id)

@@ -121,7 +121,10 @@ WRITE_PROBLEMS = {
         "checks; or the Idempotency-Key came before with another request. `errors` names each field."
     ),
     "503": problem(
-        "Redis (or, for a patch checked against a schema, the store) cannot be reached.", retry_after=True
+        "Redis (or, for a patch checked against a schema, the store) cannot be reached; or MAX_BACKLOG "
+        "commands are unfinished in all (`/problems/backlog-full`: the workers are behind, nothing "
+        "accepted is lost; try again after `Retry-After`).",
+        retry_after=True,
     ),
 }
 
@@ -183,11 +186,13 @@ def _operation(
         if described["auth"] == "query":
             operation["security"].append({"query_token": []})
         responses["401"] = problem("The bearer token is missing or not valid.")
-    if limits.get(described.get("limit", "")):
-        responses["429"] = problem(
-            f"Past the user's rate limit of {described['limit']} ({limits[described['limit']]}).",
-            retry_after=True,
-        )
+    kind = described.get("limit", "")
+    if limits.get(kind) or kind == "writes":
+        why = f"Past the user's rate limit of {kind} ({limits[kind]})" if limits.get(kind) else ""
+        if kind == "writes":
+            pending = "the user has MAX_PENDING_PER_USER commands unfinished (`/problems/too-many-pending`)"
+            why = f"{why}, or {pending}" if why else pending[0].upper() + pending[1:]
+        responses["429"] = problem(f"{why}.", retry_after=True)
     operation["responses"] = responses
     return operation
 
