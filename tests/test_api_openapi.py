@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Blueprint
 
-from tests.api_support import SECRET
+from tests.api_support import SECRET, token
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.api_fixtures"]
@@ -125,3 +125,19 @@ def test_the_docs_page_runs_only_its_own_scripts(client: Any) -> None:
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in policy
     assert "unsafe-eval" not in policy and "script-src 'unsafe-inline'" not in policy
+
+
+def test_every_operation_documents_405_and_the_event_stream_its_events(make_app: Any) -> None:
+    app = make_app(jwt_secret=SECRET)
+    spec = spec_of(app)
+    assert all("405" in operation["responses"] for operation in operations(spec).values())
+    client = app.test_client()
+    refused = client.delete("/api/commands/0-x", headers={"Authorization": f"Bearer {token('alice')}"})
+    assert refused.status_code == 405 and refused.mimetype == "application/problem+json"
+    assert "GET" in refused.headers["Allow"]
+    drop = operations(spec)[("DELETE", "/api/devices/{token}")]["responses"]
+    assert {"204", "404", "429"} <= set(drop)
+    stream = operations(spec)[("GET", "/api/events")]["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["schema"]["properties"]["data"]["type"] == "string"  # one event, as an SSE parser reads it
+    listed = client.get("/api/events?limit=1&cursor=", headers={"Authorization": f"Bearer {token('alice')}"})
+    assert listed.status_code == 400 and listed.json["type"] == "/problems/not-a-list"
