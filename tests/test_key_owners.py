@@ -58,7 +58,7 @@ def test_every_key_a_workload_leaves_has_an_owner(
         {k.lower(): v for k, v in settings_env.items()}
         | {"jwt_secret": "s" * 32, "max_dead_letter_payload_bytes": "100", "status_records_per_user": "20"}
     )
-    client = app.test_client()
+    client: Any = app.test_client()
     gw = app.extensions["gateway"]
     start_worker(JWT_SECRET="s" * 32, MAX_DEAD_LETTER_PAYLOAD_BYTES="100", STATUS_RECORDS_PER_USER="20")
     alice, bob = bearer(token("alice", secret="s" * 32)), bearer(token("bob", secret="s" * 32))

@@ -6,6 +6,7 @@ bytes) and a user's finished status records, and how their counts heal. Unit tes
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -67,11 +68,12 @@ def entity_ids(partition: int, count: int, start: int = 0) -> list[str]:
 def finish(gw: Gateway, partition: int, results: Result | dict[str, Result]) -> None:
     """Read the partition's new entries and finish them all with `results` (one, or by command id)."""
     token = gw.scripts.run(scripts.lease_acquire(gw.keys, partition, owner="unit", ttl_ms=60_000))
-    reply = gw.redis.xreadgroup(GROUP, "unit", {gw.keys.stream(partition): ">"})
+    redis: Any = gw.redis  # decoded replies
+    reply = redis.xreadgroup(GROUP, "unit", {gw.keys.stream(partition): ">"})
     entries = {}
     for entry_id, fields in reply[0][1] if reply else []:
         command_id = fields[record.COMMAND_ID]
-        fetched = gw.redis.hmget(gw.keys.command(partition, command_id), record.WORK_FIELDS)
+        fetched = redis.hmget(gw.keys.command(partition, command_id), record.WORK_FIELDS)
         work = record.work(command_id, seq_of(entry_id), fetched)
         assert work is not None
         result = results if isinstance(results, Result) else results[command_id]
@@ -151,11 +153,12 @@ def test_dead_letters_keep_their_share_and_large_payloads_as_a_digest(
     real_gw: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     gw = real_gw
+    redis: Any = gw.redis  # decoded replies
     small, large, *rest = entity_ids(0, 4)
     write(gw, "alice", small, {"n": 1})
     write(gw, "bob", large, {"text": "x" * 500})
     finish(gw, 0, FAILED)
-    letters = [fields for _, fields in gw.redis.xrange(gw.keys.dead(0))]
+    letters = [fields for _, fields in redis.xrange(gw.keys.dead(0))]
     assert letters[0][record.PAYLOAD] == '{"n":1}' and record.PAYLOAD_DIGEST not in letters[0]
     assert letters[1][record.PAYLOAD] == "" and int(letters[1][record.PAYLOAD_SIZE]) > 500
     assert len(letters[1][record.PAYLOAD_DIGEST]) == 40
@@ -165,7 +168,7 @@ def test_dead_letters_keep_their_share_and_large_payloads_as_a_digest(
         write(gw, "carol", entity_id)
     finish(gw, 0, FAILED)
     assert gw.redis.xlen(gw.keys.dead(0)) == 2  # MAX_DEAD_LETTERS 4 over 2 partitions
-    kept = [f[record.ENTITY_ID] for _, f in gw.redis.xrange(gw.keys.dead(0))]
+    kept = [f[record.ENTITY_ID] for _, f in redis.xrange(gw.keys.dead(0))]
     assert kept == rest  # the oldest went first
     assert gw.redis.get(gw.keys.dead_trimmed(0)) == "2"
     assert "2 oldest dead letters trimmed" in caplog.text
