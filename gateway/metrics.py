@@ -48,9 +48,10 @@ class PipelineCollector(Collector):
             pipe.xlen(keys.stream(partition))
             pipe.xrange(keys.stream(partition), count=1)
             pipe.xlen(keys.dead(partition))
+            pipe.get(keys.dead_trimmed(partition))
         replies = pipe.execute()
         now_ms = time.time() * 1000
-        stats, backlogs, oldest, dead = (replies[i::4] for i in range(4))
+        stats, backlogs, oldest, dead, trimmed = (replies[i::5] for i in range(5))
         totals = Totals.of(stats)
         yield from _counters(totals)
         yield _gauge(
