@@ -71,6 +71,11 @@ class PipelineCollector(Collector):
         yield _gauge(
             "gateway_dead_letters", "Dead letters kept (failed commands, for replay or drop).", sum(dead)
         )
+        yield CounterMetricFamily(
+            "gateway_dead_letters_trimmed",
+            "Dead letters dropped, oldest first, to keep under MAX_DEAD_LETTERS.",
+            value=sum(int(n or 0) for n in trimmed),
+        )
         yield _gauge(
             "gateway_workers", "Live worker processes (RQ's registry of the drain queue).", self._workers()
         )
