@@ -30,11 +30,12 @@ def uncreatable(conn: Connection, name: str) -> str | None:
             ),
             {"name": name},
         ).scalar()
-        if kind is not None:
+        if kind is not None and kind not in TABLE_KINDS:  # a table: made meanwhile by another writer
             return f"{name!r} is the name of another kind of relation ({RELATION_KINDS.get(kind, kind)})"
     return None
 
 
+TABLE_KINDS = ("r", "p")  # an ordinary or a partitioned table
 RELATION_KINDS = {
     "i": "an index",
     "I": "a partitioned index",
