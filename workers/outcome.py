@@ -70,15 +70,17 @@ def backoff_ms(settings: Settings, attempt: int) -> int:
     return int(min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1)) * 1000)
 
 
-def pause(gw: Gateway, partition: int, reason: str) -> None:
+def pause(gw: Gateway, partition: int, reason: str, *, quiet: bool = False) -> None:
     """Leave the partition alone for a growing while (a store is down, or draining it failed);
-    no command's attempts are counted."""
+    no command's attempts are counted. `quiet`: the cause is logged elsewhere, once per outage
+    (a store down), so each pause is only a debug line."""
     keys = gw.keys
     pipe = gw.redis.pipeline(transaction=False)
     pipe.incr(keys.outages(partition))
     pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
     pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
-    log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
+    level = logging.DEBUG if quiet else logging.WARNING
+    log.log(level, "partition %s: %s, pausing %d ms", partition, reason, pause_ms)
     gw.redis.set(keys.pause(partition), 1, px=pause_ms)
 
 
@@ -106,7 +108,7 @@ class Outcomes:
         if waits:
             self.gw.redis.set(self.gw.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
         if decisions.outage:
-            pause(self.gw, self.partition, "store unavailable")
+            pause(self.gw, self.partition, "store unavailable", quiet=True)
         elif decisions.finished and not self.outages_cleared:
             # The store works again: the next outage backs off from the start. Once per job is
             # enough, as an outage ends this partition's part in it.
