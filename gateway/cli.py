@@ -3,6 +3,10 @@ replay, drop; kept DEAD_LETTER_DAYS)."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 import click
 import orjson
 import redis
@@ -12,6 +16,9 @@ from flask.cli import AppGroup, with_appcontext
 from gateway import record
 from gateway.accept import accept, prepare
 from gateway.context import Gateway
+from gateway.redis_client import Outage
+
+log = logging.getLogger("gateway.cli")
 
 
 def _gateway() -> Gateway:
@@ -21,11 +28,12 @@ def _gateway() -> Gateway:
 @click.command("setup")
 @with_appcontext
 def setup_command() -> None:
-    """Create consumer groups and store tables; safe to run on every release."""
+    """Create consumer groups and store tables; safe to run on every release. Waits for Redis
+    and the stores while they are down or loading (one log line per outage)."""
     gw = _gateway()
-    gw.ensure_groups()
+    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), redis.RedisError)
     for store in gw.stores.by_name.values():
-        store.setup()
+        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), Exception)
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
 
 
@@ -92,6 +100,18 @@ def _dead_letter(gw: Gateway, dead_letter: str) -> tuple[str, str, dict[str, str
     if not entries:
         raise click.ClickException(f"no dead letter {dead_letter}")
     return stream, entry_id, entries[0][1]
+
+
+def _until_done(step: Callable[[], object], outage: Outage, retry_on: type[Exception]) -> None:
+    """Run `step` until it succeeds, waiting with backoff after each failure."""
+    while True:
+        try:
+            step()
+        except retry_on as error:
+            time.sleep(outage.down(error))
+            continue
+        outage.up()
+        return
 
 
 def init_app(app: Flask) -> None:
