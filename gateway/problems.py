@@ -78,7 +78,9 @@ def _from_redis_down(error: redis.RedisError) -> Response:
     return Problem(
         503,
         "Service Unavailable",
-        "The command broker cannot be reached. Try again shortly.",
+        "The command broker cannot be reached: the command was not accepted, unless the connection "
+        "broke in the middle of the call. Try again shortly; with the same Idempotency-Key a retry "
+        "is always safe (it answers the first command's 202 if that one was accepted).",
         slug="broker-unavailable",
         headers={"Retry-After": "5"},
     ).response()

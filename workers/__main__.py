@@ -48,6 +48,10 @@ class GatewayWorker(SimpleWorker):
         self.rt.stopping.set()  # the running drain job ends after its current pass
         super().request_stop(signum, frame)
 
+    def subscribe(self) -> None:
+        """No pub/sub thread for RQ's remote commands (the gateway sends none): it would die
+        with a traceback at every Redis outage, and holds a connection for nothing."""
+
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
         self.rt.redis_outage.up()  # it answered

@@ -281,7 +281,7 @@ class DrainJob:
         answered: dict[str, Result] = {}
         for entry, result in results.items():
             name = self.gw.stores.for_collection(entry.command.collection).name
-            if answered.get(name, result).kind == "unavailable":
+            if name not in answered or answered[name].kind == "unavailable":
                 answered[name] = result  # any answer means the store is up
         for name, result in answered.items():
             outage = self.rt.store_outage(name)

@@ -5,8 +5,8 @@
 - Failed with attempts left: scheduled again after a backoff (retry.lua: attempts, next
   attempt, error); the entry stays pending in the stream and keeps its place.
 - Failed on its last attempt (MAX_ATTEMPTS): finished as failed, so dead-lettered.
-- The store could not be reached: the partition pauses for a growing while (the count of
-  consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
+- The store could not be reached: the partition pauses for a growing while, up to MAX_PAUSE_MS
+  (the count of consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
 
 Both scripts are refused once the lease is lost: the partition's next holder does it again.
 """
@@ -28,6 +28,9 @@ log = logging.getLogger("gateway.drain")
 
 FINISH_CHUNK = 250  # commands finished per script call, so that Redis is never blocked long
 OUTAGE_MEMORY_SECONDS = 600  # consecutive outages are counted for the backoff within this window
+# The longest pause of a partition: a store that is back is tried again within this, so the
+# backlog of an outage of any length starts to drain seconds after it ends.
+MAX_PAUSE_MS = 2000
 DAY_MS = 86_400_000
 
 
@@ -78,7 +81,7 @@ def pause(gw: Gateway, partition: int, reason: str, *, quiet: bool = False) -> N
     pipe = gw.redis.pipeline(transaction=False)
     pipe.incr(keys.outages(partition))
     pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
-    pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
+    pause_ms = min(MAX_PAUSE_MS, backoff_ms(gw.settings, pipe.execute()[0]))
     level = logging.DEBUG if quiet else logging.WARNING
     log.log(level, "partition %s: %s, pausing %d ms", partition, reason, pause_ms)
     gw.redis.set(keys.pause(partition), 1, px=pause_ms)
