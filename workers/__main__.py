@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 
 from gateway import logs
 from gateway.redis_client import Outage, wait_for_redis
@@ -124,6 +125,8 @@ def supervise(rt: runtime.Runtime) -> None:
             name = rt.name if runs == 1 else f"{rt.name}.{runs}"
             previous = GatewayWorker([rt.queue, rt.push_queue], connection=rt.rq_redis, name=name, rt=rt)
             previous.work(logging_level="WARNING", with_scheduler=False)
+        except StopRequested:
+            return  # SIGTERM came between two runs, while RQ's handler was still installed
         except redis.RedisError as error:
             rt.redis_outage.down(error)
         except ValueError as error:  # RQ: the name is still registered (should not happen: each is new)
