@@ -326,3 +326,19 @@ def test_the_web_answers_503_while_redis_is_down_and_accepts_again_after(
     private_redis.start()
     assert client.put("/api/web/a", json={"v": 3}).status_code == 202
     assert client.get("/readyz").status_code == 200
+
+
+def test_sigterm_ends_a_draining_worker_after_its_pass(
+    private_redis: PrivateRedis, start_worker: Callable[..., Worker], web_client: Any
+) -> None:
+    private_redis.start()
+    client = web_client(private_redis.url)
+    ids = put_all(client, "term", 0, 1000)
+    worker = start_worker(REDIS_URL=private_redis.url)
+    time.sleep(3)  # draining the backlog
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(20) == 0
+    assert time.monotonic() - started < 10  # well within a platform's 30 s
+    start_worker(REDIS_URL=private_redis.url)  # the rest is left pending, for the next worker
+    wait_applied(client, ids, 60)
