@@ -19,7 +19,8 @@ The nemesis injects one fault at a time, in shuffled rounds of every kind, waits
 backlog built during it to be applied (the recovery time), then pauses. Kinds: SIGKILL of a
 worker or a web process (restarted at once, as a platform does), SIGSTOP of a worker past its
 lease (then SIGCONT), the store cut, the store slow, SIGKILL of Redis (restarted from its AOF,
-which holds a ballast of keys so that it loads for a while).
+which holds a ballast of keys so that it loads for a while), and SIGKILL of Redis again while it
+loads that AOF.
 
 The checker replays every entity's accepted writes on a model and compares, exiting 1 on any
 finding: each command's status (terminal, and the model's: a PATCH of an absent entity fails),
@@ -66,7 +67,15 @@ from gateway.keys import Keys
 PREFIX = "chaos"
 COLLECTION = "chaos"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-KINDS = ("worker_kill", "web_kill", "worker_stop", "store_cut", "store_slow", "redis_kill")
+KINDS = (
+    "worker_kill",
+    "web_kill",
+    "worker_stop",
+    "store_cut",
+    "store_slow",
+    "redis_kill",
+    "redis_kill_loading",
+)
 LEASE_SECONDS = 2  # short, so that a stopped or killed worker's partitions move on quickly
 RECOVERY_LIMIT_SECONDS = 60.0  # a backlog not applied by then is a finding
 ABSENT = ("absent",)
@@ -380,7 +389,7 @@ class Chaos:
             ],
             env,
             workdir / "redis.log",
-            ready=lambda: redis_answers(self.redis_url),
+            ready=functools.partial(redis_answers, self.redis_url),
         )
         self.webs: list[Managed] = []
         for i in range(args.webs):
@@ -486,9 +495,15 @@ class Chaos:
             self.proxy.delay = 0.05
             time.sleep(self.args.outage_seconds)
             self.proxy.delay = 0.0
-        elif kind == "redis_kill":
+        elif kind in ("redis_kill", "redis_kill_loading"):
             self.redis.send(signal.SIGKILL)
             time.sleep(self.args.redis_down_seconds)
+            if kind == "redis_kill_loading":  # killed again while it loads its AOF
+                self.redis.ready = None
+                self.redis.start()
+                time.sleep(0.3)
+                self.redis.send(signal.SIGKILL)
+                self.redis.ready = functools.partial(redis_answers, self.redis_url)
             started = time.monotonic()
             self.redis.start()  # waits until it answers PING: its AOF loaded
             self.redis_loading.append(time.monotonic() - started)
@@ -517,13 +532,14 @@ class Chaos:
         return None
 
     def nemesis(self, until: float, stop: threading.Event) -> None:
+        chosen = self.args.kinds.split(",") if self.args.kinds else list(KINDS)
         kinds: list[str] = []
         while not stop.is_set():
-            enough = all(self.faults[k] >= self.args.faults_per_kind for k in KINDS)
+            enough = all(self.faults[k] >= self.args.faults_per_kind for k in chosen)
             if time.monotonic() >= until and enough:
                 return
             if not kinds:
-                kinds = random.sample(KINDS, len(KINDS))
+                kinds = random.sample(chosen, len(chosen))
             kind = kinds.pop()
             healed = self.inject(kind)
             took = self.recovered_in(healed)
@@ -672,6 +688,9 @@ def main() -> int:
     parser.add_argument("--outage-seconds", type=float, default=4.0, help="store cut and store slow length")
     parser.add_argument("--redis-down-seconds", type=float, default=1.0)
     parser.add_argument("--ballast-keys", type=int, default=200_000, help="keys that make Redis load longer")
+    parser.add_argument(
+        "--kinds", help=f"the faults to inject, comma-separated (default: all of {','.join(KINDS)})"
+    )
     parser.add_argument("--report", type=Path, help="also write the results here, as JSON")
     args = parser.parse_args()
 
