@@ -275,7 +275,9 @@ class Load:
         self.unexpected: list[str] = []
         self.threads = [
             threading.Thread(
-                target=self._write, args=([f"e{i}" for i in range(t, entities, threads)], threads)
+                target=self._write,
+                args=([f"e{i}" for i in range(t, entities, threads)], threads),
+                daemon=True,
             )
             for t in range(threads)
         ]
