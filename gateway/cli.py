@@ -17,6 +17,7 @@ from gateway import record
 from gateway.accept import accept, prepare
 from gateway.context import Gateway
 from gateway.redis_client import Outage
+from plugins.store import Store, StoreUnavailable
 
 log = logging.getLogger("gateway.cli")
 
@@ -31,9 +32,9 @@ def setup_command() -> None:
     """Create consumer groups and store tables; safe to run on every release. Waits for Redis
     and the stores while they are down or loading (one log line per outage)."""
     gw = _gateway()
-    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), redis.RedisError)
+    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), _redis_down)
     for store in gw.stores.by_name.values():
-        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), Exception)
+        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), _store_down(store))
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
 
 
@@ -102,16 +103,39 @@ def _dead_letter(gw: Gateway, dead_letter: str) -> tuple[str, str, dict[str, str
     return stream, entry_id, entries[0][1]
 
 
-def _until_done(step: Callable[[], object], outage: Outage, retry_on: type[Exception]) -> None:
-    """Run `step` until it succeeds, waiting with backoff after each failure."""
+def _until_done(step: Callable[[], object], outage: Outage, is_outage: Callable[[Exception], bool]) -> None:
+    """Run `step` until it succeeds, waiting with backoff after each failure that `is_outage`;
+    any other failure (a real error: the release must fail) is raised."""
     while True:
         try:
             step()
-        except retry_on as error:
+        except Exception as error:
+            if not is_outage(error):
+                raise
             time.sleep(outage.down(error))
             continue
         outage.up()
         return
+
+
+def _redis_down(error: Exception) -> bool:
+    """Redis cannot be reached or is still loading its data (BusyLoadingError is a ConnectionError)."""
+    return isinstance(error, redis.ConnectionError | redis.TimeoutError)
+
+
+def _store_down(store: Store) -> Callable[[Exception], bool]:
+    """Whether a failure of `store` is an outage: it says so, or it no longer answers a ping."""
+
+    def is_outage(error: Exception) -> bool:
+        if isinstance(error, StoreUnavailable):
+            return True
+        try:
+            store.ping()
+        except Exception:  # noqa: BLE001 - any failure to answer is an outage
+            return True
+        return False
+
+    return is_outage
 
 
 def init_app(app: Flask) -> None:

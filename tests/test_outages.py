@@ -342,3 +342,29 @@ def test_sigterm_ends_a_draining_worker_after_its_pass(
     assert time.monotonic() - started < 10  # well within a platform's 30 s
     start_worker(REDIS_URL=private_redis.url)  # the rest is left pending, for the next worker
     wait_applied(client, ids, 60)
+
+
+def test_the_release_step_waits_for_its_store(
+    private_redis: PrivateRedis,
+    proxied_postgres: tuple[TcpProxy, str],
+    settings_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    proxy, database_url = proxied_postgres
+    private_redis.start()
+    proxy.cut()
+    env = {**os.environ, **settings_env, "REDIS_URL": private_redis.url, "DATABASE_URL": database_url}
+    log_path = tmp_path / "setup.log"
+    with log_path.open("wb") as log:
+        command = [sys.executable, "-m", "flask", "--app", "app", "setup"]
+        setup = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        time.sleep(4)
+        assert setup.poll() is None, log_path.read_text()
+        proxy.restore()
+        assert setup.wait(30) == 0, log_path.read_text()
+    finally:
+        if setup.poll() is None:
+            setup.kill()
+            setup.wait(10)
+    assert log_path.read_text().count("unavailable") == 1, log_path.read_text()
