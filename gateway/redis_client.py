@@ -102,13 +102,14 @@ class Outage:
     def is_down(self) -> bool:
         return self.since is not None
 
-    def down(self, error: BaseException) -> float:
-        """Note a failure; the seconds to wait before the next try."""
+    def down(self, error: BaseException | str) -> float:
+        """Note a failure (an exception, or its description); the seconds to wait before the
+        next try."""
         with self._lock:
             if self.since is None:
                 self.since = time.monotonic()
-                kind = type(error).__name__
-                self.log.warning("%s unavailable (%s: %s); waiting for it", self.what, kind, error)
+                text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+                self.log.warning("%s unavailable (%s); waiting for it", self.what, text)
             self.failures += 1
             return min(OUTAGE_MAX_WAIT_SECONDS, OUTAGE_FIRST_WAIT_SECONDS * 2 ** (self.failures - 1))
 

@@ -12,9 +12,11 @@ partitions the job holds together:
 - workers/outcome.py records each partition's results (finished, retried, paused).
 
 A fault while draining one partition (Redis refuses a read, a damaged record) is that
-partition's alone: it is paused, and the others go on. Nothing is acknowledged before its store
-has committed. A job keeps the partitions with nothing to read until its slice ends, waiting on
-their streams when all are idle, and ends early only once idle for a while.
+partition's alone: it is paused, and the others go on. A lost connection to Redis is every
+partition's: the job ends, its leases expire, and the worker waits for Redis. Nothing is
+acknowledged before its store has committed. A job keeps the partitions with nothing to read
+until its slice ends, waiting on their streams when all are idle, and ends early only once idle
+for a while.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import redis
 from rq.timeouts import BaseTimeoutException
 
 from gateway.redis_client import RoundTrip
-from plugins.store import StoreUnavailable
 from workers import runtime
 from workers.apply import Result, apply_ready, describe
 from workers.lease import Lease
@@ -286,7 +287,7 @@ class DrainJob:
         for name, result in answered.items():
             outage = self.rt.store_outage(name)
             if result.kind == "unavailable":
-                outage.down(StoreUnavailable(result.error))
+                outage.down(result.error)
             else:
                 outage.up()
 
