@@ -3,6 +3,10 @@ replay, drop; kept DEAD_LETTER_DAYS)."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 import click
 import orjson
 import redis
@@ -12,6 +16,10 @@ from flask.cli import AppGroup, with_appcontext
 from gateway import record
 from gateway.accept import BacklogFull, TooManyPending, accept, prepare
 from gateway.context import Gateway
+from gateway.redis_client import Outage
+from plugins.store import Store, StoreUnavailable
+
+log = logging.getLogger("gateway.cli")
 
 
 def _gateway() -> Gateway:
@@ -21,11 +29,12 @@ def _gateway() -> Gateway:
 @click.command("setup")
 @with_appcontext
 def setup_command() -> None:
-    """Create consumer groups and store tables; safe to run on every release."""
+    """Create consumer groups and store tables; safe to run on every release. Waits for Redis
+    and the stores while they are down or loading (one log line per outage)."""
     gw = _gateway()
-    gw.ensure_groups()
+    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), _redis_down)
     for store in gw.stores.by_name.values():
-        store.setup()
+        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), _store_down(store))
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
 
 
@@ -99,6 +108,41 @@ def _dead_letter(gw: Gateway, dead_letter: str) -> tuple[str, str, dict[str, str
     if not entries:
         raise click.ClickException(f"no dead letter {dead_letter}")
     return stream, entry_id, entries[0][1]
+
+
+def _until_done(step: Callable[[], object], outage: Outage, is_outage: Callable[[Exception], bool]) -> None:
+    """Run `step` until it succeeds, waiting with backoff after each failure that `is_outage`;
+    any other failure (a real error: the release must fail) is raised."""
+    while True:
+        try:
+            step()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            time.sleep(outage.down(error))
+            continue
+        outage.up()
+        return
+
+
+def _redis_down(error: Exception) -> bool:
+    """Redis cannot be reached or is still loading its data (BusyLoadingError is a ConnectionError)."""
+    return isinstance(error, redis.ConnectionError | redis.TimeoutError)
+
+
+def _store_down(store: Store) -> Callable[[Exception], bool]:
+    """Whether a failure of `store` is an outage: it says so, or it no longer answers a ping."""
+
+    def is_outage(error: Exception) -> bool:
+        if isinstance(error, StoreUnavailable):
+            return True
+        try:
+            store.ping()
+        except Exception:  # noqa: BLE001 - any failure to answer is an outage
+            return True
+        return False
+
+    return is_outage
 
 
 def init_app(app: Flask) -> None:

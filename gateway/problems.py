@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from plugins.store import StoreUnavailable
@@ -15,6 +16,8 @@ from plugins.store import StoreUnavailable
 log = logging.getLogger("gateway.problems")
 
 MEDIA_TYPE = "application/problem+json"
+# A Redis failure is logged when none came this long before it: once per outage, not per request.
+REDIS_OUTAGE_QUIET_SECONDS = 10.0
 
 
 class Problem(Exception):
@@ -65,12 +68,19 @@ def _from_http(error: HTTPException) -> Response:
 
 
 def _from_redis_down(error: redis.RedisError) -> Response:
-    """Redis cannot be reached, did not answer, or refused the write: try again shortly."""
-    log.error("Redis failed: %s: %s", type(error).__name__, error)
+    """Redis cannot be reached, did not answer, or refused the write: try again shortly. The
+    command was not accepted (nothing of it is kept), so a retry is safe."""
+    now = time.monotonic()
+    last = current_app.extensions.get("redis_failed_at", -REDIS_OUTAGE_QUIET_SECONDS)
+    current_app.extensions["redis_failed_at"] = now
+    if now - last >= REDIS_OUTAGE_QUIET_SECONDS:
+        log.error("Redis failed: %s: %s (answering 503 while it lasts)", type(error).__name__, error)
     return Problem(
         503,
         "Service Unavailable",
-        "The command broker cannot be reached. Try again shortly.",
+        "The command broker cannot be reached: the command was not accepted, unless the connection "
+        "broke in the middle of the call. Try again shortly; with the same Idempotency-Key a retry "
+        "is always safe (it answers the first command's 202 if that one was accepted).",
         slug="broker-unavailable",
         headers={"Retry-After": "5"},
     ).response()

@@ -3,6 +3,9 @@ and script calls (the scripts themselves: gateway/scripts.py)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +19,11 @@ from settings import Settings
 # gateway's own blocking reads wait far less than this.
 SOCKET_TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 3.0
+# How long a process waits between two tries at a dependency that is down: doubling from the
+# first to the last, so an outage of any length costs a few tries a second at most, and a
+# dependency that is back is found within OUTAGE_MAX_WAIT_SECONDS.
+OUTAGE_FIRST_WAIT_SECONDS = 0.1
+OUTAGE_MAX_WAIT_SECONDS = 2.0
 
 
 def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
@@ -75,3 +83,56 @@ class RoundTrip:
         for i in indexes:
             pipe.execute_command(*self._calls[i][1])
         return pipe.execute(raise_on_error=False)
+
+
+class Outage:
+    """One dependency's outages as one process (or thread) sees them: one log line when it goes
+    down, one when it is back, none per retry in between; and the wait before the next try.
+
+    `down()` on every failure, `up()` on every success (cheap when nothing was down)."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self.log = log
+        self.what = what
+        self.since: float | None = None  # monotonic time the outage began; None while up
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    @property
+    def is_down(self) -> bool:
+        return self.since is not None
+
+    def down(self, error: BaseException | str) -> float:
+        """Note a failure (an exception, or its description); the seconds to wait before the
+        next try."""
+        with self._lock:
+            if self.since is None:
+                self.since = time.monotonic()
+                text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+                self.log.warning("%s unavailable (%s); waiting for it", self.what, text)
+            self.failures += 1
+            return min(OUTAGE_MAX_WAIT_SECONDS, OUTAGE_FIRST_WAIT_SECONDS * 2 ** (self.failures - 1))
+
+    def up(self) -> None:
+        """Note a success: ends the outage, if there was one."""
+        if self.since is None:
+            return
+        with self._lock:
+            if self.since is not None:
+                self.log.warning("%s back after %.1f s", self.what, time.monotonic() - self.since)
+            self.since = None
+            self.failures = 0
+
+
+def wait_for_redis(client: redis.Redis, outage: Outage, stopped: threading.Event) -> bool:
+    """PING until Redis answers (True), or `stopped` is set (False). A Redis still loading its
+    data answers LOADING (BusyLoadingError): that is down too."""
+    while not stopped.is_set():
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            stopped.wait(outage.down(error))
+            continue
+        outage.up()
+        return True
+    return False

@@ -21,7 +21,7 @@ import time
 
 import redis
 
-from gateway.redis_client import connect
+from gateway.redis_client import Outage, connect
 from plugins.events import Event
 from plugins.notifier import Notifier
 from workers.plugin_services import RuntimeServices
@@ -57,15 +57,19 @@ class NotifierThread(threading.Thread):
         self.redis = connect(self.settings)
 
     def run(self) -> None:
+        outage = Outage(log, f"notifier {self.notifier.name}: Redis")
         while not self.stopped.is_set():
             try:
                 self.step()
             except redis.RedisError as error:
-                log.warning("notifier %s: Redis error (%s), retrying", self.notifier.name, error)
-                self.stopped.wait(RETRY_REDIS_SECONDS)
+                self.group_ready = False  # a Redis that lost its data lost the group too
+                self.stopped.wait(outage.down(error))
+                continue
             except Exception:  # noqa: BLE001 - the thread must outlive any one failure
                 log.exception("notifier %s: unexpected error, going on", self.notifier.name)
                 self.stopped.wait(RETRY_REDIS_SECONDS)
+                continue
+            outage.up()
         self.redis.close()
 
     def step(self) -> int:

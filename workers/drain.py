@@ -12,27 +12,31 @@ partitions the job holds together:
 - workers/outcome.py records each partition's results (finished, retried, paused).
 
 A fault while draining one partition (Redis refuses a read, a damaged record) is that
-partition's alone: it is paused, and the others go on. Nothing is acknowledged before its store
-has committed. A job keeps the partitions with nothing to read until its slice ends, waiting on
-their streams when all are idle, and ends early only once idle for a while.
+partition's alone: it is paused, and the others go on. A lost connection to Redis is every
+partition's: the job ends, its leases expire, and the worker waits for Redis. Nothing is
+acknowledged before its store has committed. A job keeps the partitions with nothing to read
+until its slice ends, waiting on their streams when all are idle, and ends early only once idle
+for a while.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from rq.timeouts import BaseTimeoutException
 
 from gateway.redis_client import RoundTrip
 from workers import runtime
-from workers.apply import apply_ready, describe
+from workers.apply import Result, apply_ready, describe
 from workers.lease import Lease
 from workers.outcome import Outcomes, pause
-from workers.stream import Due, PartitionStream, RawEntry
+from workers.stream import Due, Entry, PartitionStream, RawEntry
 
 log = logging.getLogger("gateway.drain")
 
@@ -47,13 +51,21 @@ def drain_partition(partition: int) -> str:
     """RQ job: drain `partition` and a share of the other partitions with due work and no
     holder, together, until the time slice ends. Returns a summary for RQ's logs."""
     rt = runtime.current()
-    rt.gw.redis.delete(rt.gw.keys.kick(partition))
     job = DrainJob(rt)
     try:
-        job.run(job.start(partition))
-    finally:
-        held = job.release_all()
-    rt.kick_many(h.partition for h in held)  # work that came in meanwhile, or the rest of a backlog
+        rt.gw.redis.delete(rt.gw.keys.kick(partition))
+        try:
+            job.run(job.start(partition))
+        finally:
+            held = job.release_all()
+        rt.kick_many(h.partition for h in held)  # work that came in meanwhile, or the rest of a backlog
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        # Redis went away (BusyLoadingError included): nothing was acknowledged that its store had
+        # not committed, and the leases not given back expire. The job ends without an error, as
+        # RQ could not record one; the worker process waits for Redis (workers/__main__.py).
+        rt.redis_outage.down(error)
+        return f"Redis unavailable: {describe(error)}"
+    rt.redis_outage.up()
     return job.summary()
 
 
@@ -75,18 +87,20 @@ class Held:
         (its commands stay pending) and marked failed, and the rest of the block is skipped."""
         try:
             yield
-        except BaseTimeoutException:
-            raise  # RQ's job timeout ends the whole job
+        except (BaseTimeoutException, redis.ConnectionError, redis.TimeoutError):
+            raise  # RQ's job timeout, or Redis gone for every partition: the whole job ends
         except Exception as error:  # noqa: BLE001 - one partition's fault must not stop the others
             log.exception("partition %s: draining failed", self.partition)
             self.failed_with = describe(error)
             pause(self.rt.gw, self.partition, f"draining failed ({self.failed_with})")
 
     def release(self) -> None:
-        """Give the partition's lease back (once)."""
+        """Give the partition's lease back (once). Without Redis, the lease is only forgotten
+        here (no longer renewed) and expires after LEASE_SECONDS."""
         if not self.released:
             self.released = True
-            self.rt.leases.release(self.lease)
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                self.rt.leases.release(self.lease)
 
     def summary(self) -> str:
         if self.failed_with:
@@ -136,7 +150,7 @@ class DrainJob:
         active: list[Held] = []
         next_take_up = time.monotonic() + TAKE_UP_SECONDS
         idle_since: float | None = None
-        while (now := time.monotonic()) < self.deadline:
+        while (now := time.monotonic()) < self.deadline and not self.rt.stopping.is_set():
             active += self._claim(joining)
             if not active:
                 break
@@ -252,6 +266,7 @@ class DrainJob:
         """Apply the pass's due entries together and record each partition's results; a partition
         with nothing moved (only retries to wait for), lost or failed leaves `active`."""
         results = apply_ready(self.gw.stores, [e for _, due in passes for e in due.ready])
+        self._note_store_outages(results)
         for held, due in passes:
             # Entries held back behind a failed command of their entity have no result: still pending.
             mine = {e: results[e] for e in due.ready if e in results}
@@ -260,6 +275,21 @@ class DrainJob:
                 moved = held.outcomes.record(mine, due.waits)
             if not (moved or due.forgot) or held.failed_with or held.lease.lost.is_set():
                 active.remove(held)
+
+    def _note_store_outages(self, results: dict[Entry, Result]) -> None:
+        """Tell each store's outage record whether the store answered this pass (it logs one
+        line when a store goes down and one when it is back)."""
+        answered: dict[str, Result] = {}
+        for entry, result in results.items():
+            name = self.gw.stores.for_collection(entry.command.collection).name
+            if name not in answered or answered[name].kind == "unavailable":
+                answered[name] = result  # any answer means the store is up
+        for name, result in answered.items():
+            outage = self.rt.store_outage(name)
+            if result.kind == "unavailable":
+                outage.down(result.error)
+            else:
+                outage.up()
 
     def _let_go(self, done: list[Held]) -> None:
         """Release at once the partitions this job is done with, and queue a job for any that got

@@ -13,8 +13,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import redis
+
 from gateway import scripts
 from gateway.context import Gateway
+from gateway.redis_client import Outage
 
 log = logging.getLogger("gateway.lease")
 
@@ -70,11 +73,16 @@ class Leases:
             self._keeper.start()
 
     def _keep(self) -> None:
+        outage = Outage(log, "lease keeper: Redis")
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
                 self.renew_all()
-            except Exception:  # noqa: BLE001 - Redis hiccup: try again at the next tick
+            except redis.RedisError as error:  # try again at the next tick; a lease not renewed expires
+                outage.down(error)
+            except Exception:  # noqa: BLE001 - the keeper must outlive any one failure
                 log.exception("renewing leases failed")
+            else:
+                outage.up()
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,8 +5,8 @@
 - Failed with attempts left: scheduled again after a backoff (retry.lua: attempts, next
   attempt, error); the entry stays pending in the stream and keeps its place.
 - Failed on its last attempt (MAX_ATTEMPTS): finished as failed, so dead-lettered.
-- The store could not be reached: the partition pauses for a growing while (the count of
-  consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
+- The store could not be reached: the partition pauses for a growing while, up to MAX_PAUSE_MS
+  (the count of consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
 
 Both scripts are refused once the lease is lost: the partition's next holder does it again.
 """
@@ -28,6 +28,9 @@ log = logging.getLogger("gateway.drain")
 
 FINISH_CHUNK = 250  # commands finished per script call, so that Redis is never blocked long
 OUTAGE_MEMORY_SECONDS = 600  # consecutive outages are counted for the backoff within this window
+# The longest pause of a partition: a store that is back is tried again within this, so the
+# backlog of an outage of any length starts to drain seconds after it ends.
+MAX_PAUSE_MS = 2000
 DAY_MS = 86_400_000
 
 
@@ -70,16 +73,18 @@ def backoff_ms(settings: Settings, attempt: int) -> int:
     return int(min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1)) * 1000)
 
 
-def pause(gw: Gateway, partition: int, reason: str) -> None:
+def pause(gw: Gateway, partition: int, reason: str, *, quiet: bool = False) -> None:
     """Leave the partition alone for a growing while (a store is down, or draining it failed);
-    no command's attempts are counted."""
+    no command's attempts are counted. `quiet`: the cause is logged elsewhere, once per outage
+    (a store down), so each pause is only a debug line."""
     keys = gw.keys
     pipe = gw.redis.pipeline(transaction=False)
     pipe.incr(keys.outages(partition))
     pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
     pipe.hincrby(keys.stats(partition), "outages", 1)
-    pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
-    log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
+    pause_ms = min(MAX_PAUSE_MS, backoff_ms(gw.settings, pipe.execute()[0]))
+    level = logging.DEBUG if quiet else logging.WARNING
+    log.log(level, "partition %s: %s, pausing %d ms", partition, reason, pause_ms)
     gw.redis.set(keys.pause(partition), 1, px=pause_ms)
 
 
@@ -107,7 +112,7 @@ class Outcomes:
         if waits:
             self.gw.redis.set(self.gw.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
         if decisions.outage:
-            pause(self.gw, self.partition, "store unavailable")
+            pause(self.gw, self.partition, "store unavailable", quiet=True)
         elif decisions.finished and not self.outages_cleared:
             # The store works again: the next outage backs off from the start. Once per job is
             # enough, as an outage ends this partition's part in it.

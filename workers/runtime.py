@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,7 +14,7 @@ from rq import Queue, Worker
 
 from gateway import scripts
 from gateway.context import Gateway
-from gateway.redis_client import RoundTrip, connect
+from gateway.redis_client import Outage, RoundTrip, connect
 from settings import Settings, load
 from workers.lease import Leases
 
@@ -36,6 +38,17 @@ class Runtime:
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
         # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
         self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)
+        # Set by SIGTERM: the running drain job ends after its current pass, the process then ends.
+        self.stopping = threading.Event()
+        # Redis as the RQ loop and the drain jobs see it (the other threads keep outages of their own).
+        self.redis_outage = Outage(logging.getLogger("gateway.worker"), "Redis")
+        self.store_outages: dict[str, Outage] = {}
+
+    def store_outage(self, name: str) -> Outage:
+        """The outage record of the store `name`, as the drain jobs see it."""
+        if name not in self.store_outages:
+            self.store_outages[name] = Outage(logging.getLogger("gateway.drain"), f"store {name}")
+        return self.store_outages[name]
 
     def _checks(self, partitions: list[int], check_only: bool) -> list[Any]:
         """kick.lua for each of `partitions`, in one round trip: queue-if-due (which sets the

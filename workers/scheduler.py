@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from gateway.redis_client import connect
+from gateway.redis_client import Outage, connect
 from workers.runtime import Runtime
 
 log = logging.getLogger("gateway.scheduler")
@@ -39,6 +39,7 @@ class Scheduler(threading.Thread):
 
     def run(self) -> None:
         listener = connect(self.rt.gw.settings)
+        outage = Outage(log, "scheduler: Redis")
         next_scan = 0.0
         seen: dict[str, str] | None = None
         while not self.stopped.is_set():
@@ -52,14 +53,14 @@ class Scheduler(threading.Thread):
                 replies = listener.xread(seen, count=WAKE_READ_COUNT, block=block_ms) or []
                 for stream, entries in replies:
                     seen[stream] = entries[-1][0]
+                outage.up()
                 if replies:
                     self.wake_ups += 1
                     self.rt.kick_many([self.partition_of_stream[stream] for stream, _ in replies])
                     self.stopped.wait(WAKE_GATHER_SECONDS)
-            except redis.RedisError:
-                log.exception("scheduler: Redis error, retrying in a second")
+            except redis.RedisError as error:
                 seen = None  # the streams may have been recreated meanwhile
-                self.stopped.wait(1)
+                self.stopped.wait(outage.down(error))
         listener.close()
 
     def _last_ids(self, client: redis.Redis) -> dict[str, str]:

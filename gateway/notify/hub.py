@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.notify.event_log import newest_id, read_log
-from gateway.redis_client import connect
+from gateway.redis_client import Outage, connect
 from plugins.events import Event, id_order
 
 if TYPE_CHECKING:
@@ -192,11 +192,13 @@ class Hub:
 
     def _listen(self, position: str) -> None:
         outbox = self.gw.keys.outbox()
+        outage = Outage(log, "notification listener: Redis")
         while not self._stopped.is_set():
             try:
                 reply = self._listen_client.xread(
                     {outbox: position}, count=LISTEN_BATCH, block=LISTEN_BLOCK_MS
                 )
+                outage.up()
                 for _, entries in reply or ():
                     for entry_id, fields in entries:
                         position = entry_id
@@ -205,7 +207,7 @@ class Hub:
                 if self._stopped.is_set():
                     return  # close() cut the connection under the read
                 if isinstance(error, redis.RedisError):
-                    log.warning("notification listener: Redis error (%s), retrying", error)
+                    outage.down(error)  # logged once per outage
                 else:
                     log.exception("notification listener: unexpected error, going on")
                 self._stopped.wait(RECONNECT_SECONDS)
