@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # plugins follow; a notifier further behind than this misses the oldest.
     outbox_length: int = Field(default=100_000, ge=100)
 
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus's
+    # `authorization` scrape setting); unset, the page is open to whoever reaches the process.
+    metrics_token: str | None = None
+
     # Logs: `json` (one object a line) or `text`; unset: json in production, text elsewhere.
     log_format: Literal["json", "text"] | None = None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway import record, scripts
+from gateway import record, scripts, stats
 from gateway.context import Gateway
 from gateway.ids import new_command_id, partition_of
 from gateway.keys import Keys
@@ -129,6 +129,7 @@ def prepare(
         write_limit=limit.amount if limit else 0,
         previous_window_weight=window.previous_weight if window else 0,
         counter_ttl_seconds=2 * limit.window_seconds if limit else 0,
+        stats_field=stats.accepted_field(collection, op),
     )
     return AcceptCall(
         command_id,

@@ -32,6 +32,13 @@ class Keys:
         """Stream of dead-lettered commands, payload included, for inspection and replay."""
         return f"{self.tag(partition)}:dead"
 
+    def stats(self, partition: int) -> str:
+        """Hash of the partition's counters for /metrics, kept for the life of the deployment:
+        `acc|<collection>|<op>` accepted, `fin|<collection>|<op>|<status>` finished, `lat|<i>`
+        finished within latency bucket i (accept to finish), `lat_ms` their sum, `retries`,
+        `outages`. Written by the scripts and stages that count them, in the partition's slot."""
+        return f"{self.tag(partition)}:stats"
+
     def lease(self, partition: int) -> str:
         """The fencing token of the one worker allowed to apply this partition now."""
         return f"{self.tag(partition)}:lease"

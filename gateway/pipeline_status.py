@@ -23,7 +23,8 @@ The snapshot, as JSON::
         "by_collection": [{"collection": "notes", "count": 1}],
         "by_error": [{"error": "the document # does not exist", "count": 1}]
       },
-      "totals": {"accepted": 40, "applied": 38, "failed": 1}             # since the stats began
+      "totals": {"accepted": 40, "applied": 38, "failed": 1,             # since the deployment began
+                 "retries": 2, "outages": 0}                            # (gateway/stats.py)
     }
 """
 
@@ -41,22 +42,13 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from gateway import record
 from gateway.context import Gateway
 from gateway.redis_client import RoundTrip
+from gateway.stats import Totals
 
 # Dead letters grouped by collection and error at most (the newest ones, spread over partitions).
 DEAD_LETTER_SCAN = 10_000
 # A dead letter's error type, when the finish script records one (else the error text is grouped).
 ERROR_TYPE = getattr(record, "ERROR_TYPE", "et")
-# Statistics hash fields (`Keys.stats`, counted by accept.lua and finish.lua):
-# `acc|<collection>|<op>` and `fin|<collection>|<op>|<status>`.
-ACCEPTED_FIELD = "acc"
-FINISHED_FIELD = "fin"
 ERROR_SHOWN_CHARS = 160
-
-
-def stats_key(gw: Gateway, partition: int) -> str:
-    """The partition's statistics hash (counters kept by the scripts; absent: all 0)."""
-    stats = getattr(gw.keys, "stats", None)
-    return stats(partition) if stats else f"{gw.keys.tag(partition)}:stats"
 
 
 def snapshot(gw: Gateway) -> dict[str, Any]:
@@ -70,13 +62,13 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
         trip.command("GET", gw.keys.lease(p))
         trip.command("PTTL", gw.keys.pause(p))
         trip.command("XLEN", gw.keys.dead(p))
-        trip.command("HGETALL", stats_key(gw, p))
+        trip.command("HGETALL", gw.keys.stats(p))
     replies = _checked(trip.send())
     seconds, micros = replies[0]
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     rows: list[dict[str, Any]] = []
     holders: dict[str, list[int]] = {}
-    totals = Counter({"accepted": 0, "applied": 0, "failed": 0})
+    hashes: list[dict[str, str]] = []
     for p in partitions:
         backlog, first, lease, pause_ms, dead, stats = replies[1 + 6 * p : 7 + 6 * p]
         holder = lease.partition(":")[2] if lease else None
@@ -92,7 +84,7 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
                 "dead_letters": dead,
             }
         )
-        totals.update(_totals(stats))
+        hashes.append(stats)
     live = set(live_workers(gw))
     ages = [row["oldest_pending_seconds"] for row in rows if row["oldest_pending_seconds"] is not None]
     return {
@@ -105,7 +97,7 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
             {"name": name, "partitions": held} for name, held in sorted(holders.items()) if name not in live
         ],
         "dead_letters": dead_letter_summary(gw, sum(row["dead_letters"] for row in rows)),
-        "totals": dict(totals),
+        "totals": _totals(Totals.of(hashes)),
     }
 
 
@@ -172,15 +164,14 @@ def _age(first: list[Any], now_ms: int) -> float | None:
     return max(now_ms - added_ms, 0) / 1000
 
 
-def _totals(stats: Mapping[str, str]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for field, value in stats.items():
-        parts = field.split("|")
-        if parts[0] == ACCEPTED_FIELD:
-            counts["accepted"] += int(value)
-        elif parts[0] == FINISHED_FIELD and parts[-1] in (record.APPLIED, record.FAILED):
-            counts[parts[-1]] += int(value)
-    return counts
+def _totals(totals: Totals) -> dict[str, int]:
+    return {
+        "accepted": sum(totals.accepted.values()),
+        "applied": totals.applied,
+        "failed": totals.failed,
+        "retries": totals.retries,
+        "outages": totals.outages,
+    }
 
 
 def _checked(replies: Iterable[Any]) -> list[Any]:

@@ -69,18 +69,27 @@ def accept(
     write_limit: int = 0,
     previous_window_weight: float = 0,
     counter_ttl_seconds: int = 0,
+    stats_field: str,
 ) -> ScriptCall:
     """accept.lua: write the command's `record` (HSET pairs) and its stream entry, after the
     Idempotency-Key check (`idempotency_record`, the key's record; `fingerprint`, the request's)
     and the write rate limit (`write_counters`, this and the previous window's; `write_limit`
-    writes per window, 0 for none). KEYS: record, stream, key record, the two counters (an unused
-    key repeats the record). ARGV: command id, fingerprint, entity id, key record TTL, limit,
-    previous window's weight, counter TTL, then the record's pairs."""
+    writes per window, 0 for none), and count it under `stats_field` of the partition's stats.
+    KEYS: record, stream, key record, the two counters (an unused key repeats the record), stats.
+    ARGV: command id, fingerprint, entity id, key record TTL, limit, previous window's weight,
+    counter TTL, stats field, then the record's pairs."""
     record_key = keys.command(partition, command_id)
     current, previous = write_counters or (record_key, record_key)
     return ScriptCall(
         "accept",
-        [record_key, keys.stream(partition), idempotency_record or record_key, current, previous],
+        [
+            record_key,
+            keys.stream(partition),
+            idempotency_record or record_key,
+            current,
+            previous,
+            keys.stats(partition),
+        ],
         [
             command_id,
             fingerprint,
@@ -89,6 +98,7 @@ def accept(
             write_limit,
             previous_window_weight,
             counter_ttl_seconds,
+            stats_field,
             *record,
         ],
     )
@@ -119,11 +129,13 @@ def finish(
     commands: Sequence[Finished],
 ) -> ScriptCall:
     """finish.lua: close the commands' records, dead-letter the failed ones, write their events,
-    acknowledge and delete their entries; refused (0) without the lease `token`. KEYS: lease,
-    stream, dead letters, outbox, then per command its record and its owner's events. ARGV:
+    acknowledge and delete their entries, count them in the partition's stats; refused (0)
+    without the lease `token`. KEYS: lease, stream, dead letters, outbox, stats, then per command
+    its record and its owner's events. ARGV:
     token, group, now, record TTL, events per user, outbox length, oldest dead letter kept, then
     per command: entry id, command id, status, error, attempts."""
     script_keys = [keys.lease(partition), keys.stream(partition), keys.dead(partition), keys.outbox()]
+    script_keys.append(keys.stats(partition))
     args: list[Any] = [token, GROUP, now_ms, record_ttl_seconds, events_per_user, outbox_length]
     args.append(oldest_dead_letter_ms)
     for command in commands:

@@ -77,6 +77,7 @@ def pause(gw: Gateway, partition: int, reason: str) -> None:
     pipe = gw.redis.pipeline(transaction=False)
     pipe.incr(keys.outages(partition))
     pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
+    pipe.hincrby(keys.stats(partition), "outages", 1)
     pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
     log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
     gw.redis.set(keys.pause(partition), 1, px=pause_ms)
@@ -143,6 +144,7 @@ class Outcomes:
         if not self.gw.scripts.run(call):
             self.lease.lost.set()
             return False
+        self.gw.redis.hincrby(self.gw.keys.stats(self.partition), "retries", len(retries))
         return True
 
 

@@ -3,12 +3,14 @@
 -- command is accepted.
 --
 -- KEYS[1] command record, KEYS[2] partition stream, KEYS[3] the Idempotency-Key's record (hash:
--- fp, cid, eid), KEYS[4] and KEYS[5] the user's write counters of this and the previous window.
--- Unused keys (no Idempotency-Key, no rate limit) repeat KEYS[1] and are not touched.
+-- fp, cid, eid), KEYS[4] and KEYS[5] the user's write counters of this and the previous window,
+-- KEYS[6] the partition's counters (stats). Unused keys (no Idempotency-Key, no rate limit)
+-- repeat KEYS[1] and are not touched.
 -- ARGV[1] command id, ARGV[2] request fingerprint ('' when there is no Idempotency-Key),
 -- ARGV[3] entity id, ARGV[4] how long the key's record is kept (s), ARGV[5] writes allowed per
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
--- sliding window), ARGV[7] counter TTL (s), ARGV[8..] field/value pairs of the record.
+-- sliding window), ARGV[7] counter TTL (s), ARGV[8] the stats field counting this accept
+-- (`acc|<collection>|<op>`), ARGV[9..] field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
 -- with the same request; {'conflict'} when it came with another.
@@ -44,8 +46,9 @@ if keyed then
     return {'replay', first[2], first[3]}
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 local seq = redis.call('XADD', KEYS[2], '*', 'c', ARGV[1])
+redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
 if keyed then
   redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'cid', ARGV[1], 'eid', ARGV[3])
   redis.call('EXPIRE', KEYS[3], ARGV[4])

@@ -38,11 +38,12 @@ def test_the_backlog_and_its_age_grow_while_no_worker_runs_and_fall_to_zero_when
     assert all(p["oldest_pending_seconds"] >= 0.5 for p in waiting)
     assert all(p["oldest_pending_seconds"] is None for p in snap["partitions"] if not p["backlog"])
     assert snap["workers"] == [] and all(p["holder"] is None for p in snap["partitions"])
-    assert set(snap["totals"]) == {"accepted", "applied", "failed"}
+    assert snap["totals"]["accepted"] == 7 and snap["totals"]["applied"] == 0
 
     start_worker()
     done = wait_for_snapshot(gw, lambda s: s["backlog"] == 0 and s["workers"], 30, "the backlog drained")
     assert done["oldest_pending_seconds"] is None
+    assert (done["totals"]["accepted"], done["totals"]["applied"], done["totals"]["failed"]) == (7, 7, 0)
     assert len(done["workers"]) == 1
     held = done["workers"][0]["partitions"]
     assert set(held) <= set(range(gw.settings.partitions))
@@ -85,13 +86,13 @@ def test_a_lease_of_a_worker_that_is_gone_is_shown_apart(app: Any, cli: Any) -> 
 def test_totals_come_from_every_partitions_stats(app: Any) -> None:
     gw = app.extensions["gateway"]
     gw.redis.hset(
-        pipeline_status.stats_key(gw, 0),
+        gw.keys.stats(0),
         mapping={"acc|notes|create": 5, "fin|notes|create|applied": 3, "fin|notes|create|failed": 1},
     )
-    gw.redis.hset(
-        pipeline_status.stats_key(gw, 3), mapping={"acc|tasks|patch": 2, "fin|tasks|patch|applied": 2}
-    )
-    assert pipeline_status.snapshot(gw)["totals"] == {"accepted": 7, "applied": 5, "failed": 1}
+    gw.redis.hset(gw.keys.stats(3), mapping={"acc|tasks|patch": 2, "fin|tasks|patch|applied": 2})
+    gw.redis.hset(gw.keys.stats(2), mapping={"retries": 4, "outages": 1, "lat|3": 2})
+    totals = {"accepted": 7, "applied": 5, "failed": 1, "retries": 4, "outages": 1}
+    assert pipeline_status.snapshot(gw)["totals"] == totals
 
 
 def test_the_snapshot_takes_three_round_trips_whatever_the_partitions(

@@ -18,6 +18,7 @@ from gateway.context import Gateway
 from gateway.ids import partition_of, seq_of
 from gateway.keys import GROUP
 from gateway.scripts import Finished, Retry, Scripts
+from gateway.stats import Totals
 from plugins.store import Command
 from settings import Settings, load
 from workers import outcome
@@ -148,6 +149,13 @@ def test_finished_commands_close_their_records_tell_their_owner_and_leave_the_st
         ("command.applied", None),
         ("command.failed", FAILED.error),
     ]
+    totals = Totals.of([gw.redis.hgetall(gw.keys.stats(PARTITION))])
+    op, collection = done.command.op, done.command.collection
+    assert totals.finished == {(collection, op, "applied"): 1, (collection, op, "failed"): 1}
+    assert sum(totals.latency_counts) == 2
+
+    assert outcomes.record({done: APPLIED}, waits=[])  # finished again (re-delivered): counted once
+    assert Totals.of([gw.redis.hgetall(gw.keys.stats(PARTITION))]).applied == 1
 
 
 def test_a_retry_keeps_the_command_pending_until_its_next_attempt(gw: Gateway, lease: Lease) -> None:
@@ -158,6 +166,7 @@ def test_a_retry_keeps_the_command_pending_until_its_next_attempt(gw: Gateway, l
     assert int(kept[record.NEXT_ATTEMPT_AT]) > record.now_ms()
     assert record.PAYLOAD in kept and pending(gw) == 1  # still in the stream, in its place
     assert 0 < gw.redis.pttl(gw.keys.wait(PARTITION)) <= 200
+    assert gw.redis.hget(gw.keys.stats(PARTITION), "retries") == "1"
 
 
 def test_an_outage_pauses_the_partition_longer_each_time_and_counts_no_attempt(
@@ -171,6 +180,7 @@ def test_an_outage_pauses_the_partition_longer_each_time_and_counts_no_attempt(
     assert 0 < first <= 200 < gw.redis.pttl(gw.keys.pause(PARTITION)) <= 400
     assert stored(gw, waiting)[record.ATTEMPTS] == "0" and pending(gw) == 1
     assert gw.redis.get(gw.keys.outages(PARTITION)) == "2"
+    assert gw.redis.hget(gw.keys.stats(PARTITION), "outages") == "2"
 
 
 def test_a_commit_after_outages_starts_the_backoff_over(gw: Gateway, lease: Lease) -> None:
@@ -200,5 +210,5 @@ def test_many_commands_are_finished_a_chunk_per_script_call(
     entries = delivered(gw, 5)
     outcomes = Outcomes(gw, lease)
     assert outcomes.record(dict.fromkeys(entries, APPLIED), waits=[])
-    assert calls == [4 + 2 * 2, 4 + 2 * 2, 4 + 2 * 1]  # 4 keys, then 2 a command
+    assert calls == [5 + 2 * 2, 5 + 2 * 2, 5 + 2 * 1]  # 5 keys, then 2 a command
     assert outcomes.applied == 5 and gw.redis.xlen(gw.keys.stream(PARTITION)) == 0

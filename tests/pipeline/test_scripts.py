@@ -28,11 +28,17 @@ def test_a_script_function_takes_its_arguments_by_name(name: str) -> None:
 
 def test_a_plain_accept_repeats_the_record_key_for_the_checks_it_skips() -> None:
     call = scripts.accept(
-        Keys("gw"), 3, command_id="3-x", entity_id="e1", record=["op", "create"], idempotency_ttl_seconds=60
+        Keys("gw"),
+        3,
+        command_id="3-x",
+        entity_id="e1",
+        record=["op", "create"],
+        idempotency_ttl_seconds=60,
+        stats_field="acc|notes|create",
     )
     assert call.name == "accept"
-    assert call.keys == ["{gw:3}:cmd:3-x", "{gw:3}:stream", *["{gw:3}:cmd:3-x"] * 3]
-    assert call.args == ["3-x", "", "e1", 60, 0, 0, 0, "op", "create"]
+    assert call.keys == ["{gw:3}:cmd:3-x", "{gw:3}:stream", *["{gw:3}:cmd:3-x"] * 3, "{gw:3}:stats"]
+    assert call.args == ["3-x", "", "e1", 60, 0, 0, 0, "acc|notes|create", "op", "create"]
 
 
 def test_finish_lays_out_each_command_after_the_shared_arguments() -> None:
@@ -54,6 +60,7 @@ def test_finish_lays_out_each_command_after_the_shared_arguments() -> None:
         "{gw:3}:stream",
         "{gw:3}:dead",
         "gw:outbox",
+        "{gw:3}:stats",
         "{gw:3}:cmd:3-a",
         "gw:events:alice",
         "{gw:3}:cmd:3-b",
