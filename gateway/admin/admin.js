@@ -137,12 +137,15 @@ function renderStatus(snapshot) {
 }
 
 function drawChart(svg, series) {
+  // The time axis spans the samples kept (at least a minute, at most HISTORY_MS), ending now.
   const [width, height, left, bottom, top] = [600, 180, 44, 20, 8];
   const now = Date.now();
-  const from = now - HISTORY_MS;
+  const first = state.samples.length ? state.samples[0].t : now;
+  const span = Math.min(HISTORY_MS, Math.max(60_000, now - first));
+  const from = now - span;
   const values = series.flatMap((s) => s.points.map((p) => p.v));
   const max = niceMax(Math.max(1, ...values));
-  const x = (t) => left + ((t - from) / HISTORY_MS) * (width - left - 4);
+  const x = (t) => left + ((t - from) / span) * (width - left - 4);
   const y = (v) => top + (1 - v / max) * (height - top - bottom);
   const nodes = [];
   for (const fraction of [0, 0.5, 1]) {
@@ -150,9 +153,8 @@ function drawChart(svg, series) {
     nodes.push(svgNode("line", { class: "grid", x1: left, x2: width - 4, y1: y(v), y2: y(v) }));
     nodes.push(svgNode("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, formatNumber(v)));
   }
-  for (const minutes of [10, 5, 0]) {
-    const label = minutes ? `-${minutes} min` : "now";
-    nodes.push(svgNode("text", { x: x(now - minutes * 60000), y: height - 4, "text-anchor": minutes === 10 ? "start" : minutes ? "middle" : "end" }, label));
+  for (const [back, anchor] of [[span, "start"], [span / 2, "middle"], [0, "end"]]) {
+    nodes.push(svgNode("text", { x: x(now - back), y: height - 4, "text-anchor": anchor }, ago(back)));
   }
   for (const s of series) {
     if (!s.points.length) continue;
@@ -160,6 +162,11 @@ function drawChart(svg, series) {
     nodes.push(svgNode("polyline", { class: `line ${s.name}`, points, "data-series": s.name }));
   }
   svg.replaceChildren(...nodes);
+}
+
+function ago(ms) {
+  if (ms <= 0) return "now";
+  return ms < 120_000 ? `-${Math.round(ms / 1000)} s` : `-${Math.round(ms / 60_000)} min`;
 }
 
 function svgNode(tag, attributes, text) {

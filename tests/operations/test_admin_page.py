@@ -3,7 +3,7 @@ against the web process as the Procfile runs it and a real worker: an operator l
 token, watches a backlog drain, sees a dead letter appear, replays it once its cause is fixed,
 and sees the replay applied.
 
-ADMIN_SCREENSHOT=<path> saves the page as it ends (docs/admin.png is taken this way).
+ADMIN_SCREENSHOT=<path> saves the page with the dead letter shown (docs/admin.png is taken so).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def api(settings_env: dict[str, str], tmp_path: Path) -> Iterator[ApiServer]:
 def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
     browser: Any, api: ApiServer, start_worker: Any, tmp_path: Path
 ) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context = browser.new_context(viewport={"width": 1280, "height": 760})
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
@@ -81,6 +81,9 @@ def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
 
         api.write("alice", "/api/notes/later", {"text": "written later"})  # the cause, fixed
         wait_until(lambda: api.call("GET", "/api/notes/later", headers=alice())[0] == 200, 20, "created")
+        page.screenshot(
+            path=os.environ.get("ADMIN_SCREENSHOT") or str(tmp_path / "admin.png"), full_page=True
+        )
         row.locator("button.replay").click()
         page.locator("#replays li[data-status=applied]").wait_for(timeout=20_000)
         assert page.locator("#dead tbody tr").count() == 0
@@ -88,9 +91,6 @@ def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
         assert stored == {"id": "later", "text": "written later", "done": True}
         assert page.locator("#backlog-chart polyline[data-series=backlog]").count() == 1
         assert page.locator("#throughput-chart polyline").count() == 3
-        page.screenshot(
-            path=os.environ.get("ADMIN_SCREENSHOT") or str(tmp_path / "admin.png"), full_page=True
-        )
         assert problems == []
     finally:
         context.close()
