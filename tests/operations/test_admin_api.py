@@ -14,8 +14,9 @@ from tests.support.operations import DeadLetterMaker, wait_for_snapshot
 
 pytestmark = pytest.mark.integration
 
-OPERATOR = bearer(token("olga", roles=["admin"]))
-USER = bearer(token("ulrich", roles=["reader"]))
+LATER = 4_000_000_000  # tokens made at import must outlive the session: `exp` far ahead
+OPERATOR = bearer(token("olga", roles=["admin"], exp=LATER))
+USER = bearer(token("ulrich", roles=["reader"], exp=LATER))
 
 
 @pytest.fixture
