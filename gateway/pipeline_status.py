@@ -215,7 +215,8 @@ def format_text(snap: Mapping[str, Any]) -> str:
     totals = snap["totals"]
     lines += [
         "",
-        f"totals: accepted {totals['accepted']}, applied {totals['applied']}, failed {totals['failed']}",
+        f"totals: accepted {totals['accepted']}, applied {totals['applied']}, failed {totals['failed']}, "
+        f"retries {totals['retries']}, store outages {totals['outages']}",
     ]
     return "\n".join(lines)
 

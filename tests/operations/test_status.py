@@ -70,6 +70,7 @@ def test_dead_letters_are_grouped_by_collection_and_by_error(
     text = cli("status").stdout
     assert "dead letters: 4" in text and "the document # does not exist" in text
     assert "partition  backlog" in text and "workers: 0" in text
+    assert "totals: accepted 0, applied 0, failed 0, retries 0, store outages 0" in text
 
 
 def test_a_lease_of_a_worker_that_is_gone_is_shown_apart(app: Any, cli: Any) -> None:
