@@ -4,6 +4,9 @@ collection and error, with real worker processes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 import redis
 
 from gateway import pipeline_status
+from tests.support import ROOT
 from tests.support.operations import DeadLetterMaker, wait_for_snapshot
 
 pytestmark = pytest.mark.integration
@@ -127,3 +131,27 @@ def test_redis_down_is_one_line(make_app: Any, command: list[str]) -> None:
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert "pw" not in result.output
     assert time.monotonic() - started < 30
+
+
+def test_the_real_command_prints_the_snapshot_and_fails_in_one_line(
+    client: Any, settings_env: dict[str, str]
+) -> None:
+    """`flask --app app status` as an operator runs it: its own process, the environment's settings."""
+    for n in range(3):
+        assert client.put(f"/api/notes/s{n}", json={"n": n}).status_code == 202
+    command = [sys.executable, "-m", "flask", "--app", "app", "status", "--json"]
+    env = {**os.environ, **settings_env}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["backlog"] == 3
+    down = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env | {"REDIS_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1 and done.stdout and not down.stdout
+    assert "Traceback" not in down.stderr
+    assert down.stderr.splitlines()[-1].startswith("error: Redis at redis://127.0.0.1:1/0 is not reachable (")
