@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import record
-from gateway.accept import accept, prepare
+from gateway.accept import BacklogFull, TooManyPending, accept, prepare
 from gateway.context import Gateway
 from gateway.pipeline_status import ERROR_TYPE, error_kind
 
@@ -40,6 +40,10 @@ class DeadLetterError(ValueError):
 
 class NoSuchDeadLetter(DeadLetterError):
     """The name is well formed, but no such dead letter is kept (now)."""
+
+
+class NotReplayed(DeadLetterError):
+    """The dead letter cannot be accepted again (its payload was not kept), or not now (a quota)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class DeadLetter:
         }
         if f.get(ERROR_TYPE):
             shown["error_type"] = f[ERROR_TYPE]
+        if f.get(record.PAYLOAD_DIGEST):  # too large to keep: its size and SHA-1 only
+            shown["payload_size"] = int(f.get(record.PAYLOAD_SIZE) or 0)
+            shown["payload_digest"] = f[record.PAYLOAD_DIGEST]
         return shown
 
 
@@ -179,8 +186,16 @@ class Replayed:
 
 def replay(gw: Gateway, letter: DeadLetter) -> Replayed:
     """Accept the letter's command again, as a new command of the same user; then forget it."""
-    dead = record.dead_command(letter.fields)
-    result = accept(gw, prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload))
+    try:
+        dead = record.dead_command(letter.fields)
+    except record.PayloadNotKept as error:
+        raise NotReplayed(f"{letter.name} cannot be replayed: {error}") from error
+    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
+    try:
+        result = accept(gw, call)
+    except (TooManyPending, BacklogFull) as error:
+        why = "the user is at MAX_PENDING_PER_USER" if isinstance(error, TooManyPending) else "backlog full"
+        raise NotReplayed(f"{letter.name} not replayed ({why}); try again later") from error
     gw.redis.xdel(gw.keys.dead(letter.partition), letter.entry_id)
     return Replayed(letter.name, result.command_id)
 

@@ -48,9 +48,10 @@ class PipelineCollector(Collector):
             pipe.xlen(keys.stream(partition))
             pipe.xrange(keys.stream(partition), count=1)
             pipe.xlen(keys.dead(partition))
+            pipe.get(keys.dead_trimmed(partition))
         replies = pipe.execute()
         now_ms = time.time() * 1000
-        stats, backlogs, oldest, dead = (replies[i::4] for i in range(4))
+        stats, backlogs, oldest, dead, trimmed = (replies[i::5] for i in range(5))
         totals = Totals.of(stats)
         yield from _counters(totals)
         yield _gauge(
@@ -69,6 +70,11 @@ class PipelineCollector(Collector):
         yield _gauge("gateway_oldest_pending_seconds", "Age of the oldest unfinished command.", age)
         yield _gauge(
             "gateway_dead_letters", "Dead letters kept (failed commands, for replay or drop).", sum(dead)
+        )
+        yield CounterMetricFamily(
+            "gateway_dead_letters_trimmed",
+            "Dead letters dropped, oldest first, to keep under MAX_DEAD_LETTERS.",
+            value=sum(int(n or 0) for n in trimmed),
         )
         yield _gauge(
             "gateway_workers", "Live worker processes (RQ's registry of the drain queue).", self._workers()

@@ -26,6 +26,7 @@ from app import create_app
 from tests.support import ROOT, services
 from tests.support.api import SECRET, RedisKeys
 from tests.support.notify import KEEPALIVE_SECONDS, LiveServer
+from tests.support.web import Gunicorn
 
 pytest.register_assert_rewrite("plugins.conformance")
 
@@ -174,3 +175,21 @@ def live(live_app: Any) -> Iterator[LiveServer]:
     server = LiveServer(live_app)
     yield server
     server.close()
+
+
+@pytest.fixture
+def start_web(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start the `web` process as the Procfile does (gunicorn, this test's settings plus `env`);
+    each is stopped at the end of the test, and the end of its log printed."""
+    servers: list[Gunicorn] = []
+
+    def start(app: str = "wsgi:app", **env: str) -> Gunicorn:
+        server = Gunicorn(settings_env | env, tmp_path / f"web-{len(servers)}.log", app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- {server.log_path.name} ---")
+        print(server.log()[-3000:])

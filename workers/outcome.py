@@ -128,13 +128,26 @@ class Outcomes:
                 outbox_length=settings.outbox_length,
                 oldest_dead_letter_ms=now - settings.dead_letter_days * DAY_MS,  # older ones go
                 commands=chunk,
+                bounds=scripts.DeadLetterBounds(
+                    per_partition=-(-settings.max_dead_letters // settings.partitions),
+                    payload_bytes=settings.max_dead_letter_payload_bytes,
+                    records_per_user=settings.status_records_per_user,
+                ),
             )
-            if not self.gw.scripts.run(call):
+            reply = self.gw.scripts.run(call)
+            if not reply:
                 log.warning(
                     "partition %s: lease lost before finishing; the next holder redoes it", self.partition
                 )
                 self.lease.lost.set()
                 return False
+            if int(reply[1]):
+                log.warning(
+                    "partition %s: %s oldest dead letters trimmed (MAX_DEAD_LETTERS %d in all)",
+                    self.partition,
+                    reply[1],
+                    settings.max_dead_letters,
+                )
         self.applied += sum(1 for command in finished if command.status == record.APPLIED)
         self.failed += sum(1 for command in finished if command.status == record.FAILED)
         return True

@@ -59,6 +59,8 @@ def operators_only() -> None:
 def _bad_name(error: letters.DeadLetterError) -> Response:
     if isinstance(error, letters.NoSuchDeadLetter):
         return Problem(404, "Not Found", str(error), slug="no-such-dead-letter").response()
+    if isinstance(error, letters.NotReplayed):
+        return Problem(409, "Conflict", str(error), slug="dead-letter-not-replayed").response()
     return Problem(400, "Bad Request", str(error), slug="invalid-dead-letter-filter").response()
 
 
@@ -185,6 +187,7 @@ ACTION_BODY = json_body(
 ACTION_PROBLEMS = {
     "400": problem("The body is not JSON, or a filter is not one (`since`)."),
     "404": problem("No such dead letter."),
+    "409": problem("Not replayed: its payload was too large to keep, or a quota refuses it now."),
     "415": problem("The body is not sent as application/json."),
     "422": problem("Neither one dead letter's name nor `all: true` with filters."),
 }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Blueprint
 
-from tests.support.api import SECRET
+from tests.support.api import SECRET, token
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,10 @@ def test_writes_are_described_with_their_bodies_answers_and_key(make_app: Any) -
 def test_the_description_follows_the_settings(make_app: Any, tmp_path: Path) -> None:
     open_mode = spec_of(make_app(rate_limit_writes="", rate_limit_reads=""))
     create = operations(open_mode)[("POST", "/api/{collection}")]
-    assert "security" not in create and "401" not in create["responses"] and "429" not in create["responses"]
+    assert "security" not in create and "401" not in create["responses"]
+    # Without a rate limit a write is still refused past MAX_PENDING_PER_USER; a read is not.
+    assert "rate limit" not in create["responses"]["429"]["description"]
+    assert "429" not in operations(open_mode)[("GET", "/api/commands/{command_id}")]["responses"]
     assert "securitySchemes" not in open_mode.get("components", {})
     collection = open_mode["paths"]["/api/{collection}"]["parameters"][0]["schema"]
     assert collection["pattern"] == "^[a-z][a-z0-9_]{0,62}$"
@@ -121,3 +124,19 @@ def test_the_docs_page_runs_only_its_own_scripts(client: Any) -> None:
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in policy
     assert "unsafe-eval" not in policy and "script-src 'unsafe-inline'" not in policy
+
+
+def test_every_operation_documents_405_and_the_event_stream_its_events(make_app: Any) -> None:
+    app = make_app(jwt_secret=SECRET)
+    spec = spec_of(app)
+    assert all("405" in operation["responses"] for operation in operations(spec).values())
+    client = app.test_client()
+    refused = client.delete("/api/commands/0-x", headers={"Authorization": f"Bearer {token('alice')}"})
+    assert refused.status_code == 405 and refused.mimetype == "application/problem+json"
+    assert "GET" in refused.headers["Allow"]
+    drop = operations(spec)[("DELETE", "/api/devices/{token}")]["responses"]
+    assert {"204", "404", "429"} <= set(drop)
+    stream = operations(spec)[("GET", "/api/events")]["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["schema"]["properties"]["data"]["type"] == "string"  # one event, as an SSE parser reads it
+    listed = client.get("/api/events?limit=1&cursor=", headers={"Authorization": f"Bearer {token('alice')}"})
+    assert listed.status_code == 400 and listed.json["type"] == "/problems/not-a-list"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from tests.support.api import SECRET, assert_one_evalsha, assert_problem, bearer
 
 pytestmark = pytest.mark.integration
 
-ALICE, BOB = bearer(token("alice")), bearer(token("bob"))
+# Made when the module is collected: valid for an hour, so that a slow suite reaches them in time.
+HOUR = int(time.time()) + 3600
+ALICE, BOB = bearer(token("alice", exp=HOUR)), bearer(token("bob", exp=HOUR))
 
 
 @pytest.fixture

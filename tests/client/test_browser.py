@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +27,8 @@ import redis
 from gateway.keys import Keys
 from tests.support import ROOT
 from tests.support.api import SECRET, token
-from tests.support.notify import Endpoint
 from tests.support.services import missing, wait_until
+from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
@@ -55,51 +52,8 @@ PAGE = b"<!doctype html><meta charset=utf-8><title>client under test</title><p>a
 HARNESS = (ROOT / "tests" / "client" / "harness.js").read_text()
 
 
-class ApiServer(Endpoint):
-    """The web process as the Procfile runs it (gunicorn, gunicorn.conf.py, one gevent process)
-    on a port of its own, which a test can stop (SIGTERM: WebSockets closed with 1001) and start
-    again: a web process restarted."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        super().__init__("127.0.0.1", port)
-        self.env = {**os.environ, **env, "PORT": str(port), "WEB_CONCURRENCY": "1"}
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self, **env: str) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "tests.client.refusing_app:app"],
-                cwd=ROOT,
-                env=self.env | env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._answers, 30, "gunicorn to answer")
-
-    def _answers(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, self.log_path.read_text()
-        try:
-            return self.call("GET", "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    def stop(self, *, graceful: bool = True) -> None:
-        """SIGTERM, as a platform stops a process (`graceful`), else SIGKILL (the test is over)."""
-        if self.process is not None and self.process.poll() is None:
-            if not graceful:
-                self.process.kill()
-            self.process.terminate()
-            try:
-                self.process.wait(25)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
+# The app, behind a wrapper that refuses the paths REFUSED_PATHS names (for the fallback test).
+APP = "tests.client.refusing_app:app"
 
 
 class PageServer:
@@ -155,7 +109,7 @@ def refused_paths() -> str:
 @pytest.fixture
 def api(
     settings_env: dict[str, str], page_server: PageServer, tmp_path: Path, refused_paths: str
-) -> Iterator[ApiServer]:
+) -> Iterator[Gunicorn]:
     """The API, on its own origin, open to the page's origin, with HS256 tokens."""
     env = settings_env | {
         "JWT_SECRET": SECRET,
@@ -163,14 +117,14 @@ def api(
         "NOTIFY_KEEPALIVE_SECONDS": "1",
         "REFUSED_PATHS": refused_paths,
     }
-    server = ApiServer(env, tmp_path / "web.log")
+    server = Gunicorn(env, tmp_path / "web.log", APP)
     yield server
     server.stop(graceful=False)
     print(server.log_path.read_text(errors="replace")[-3000:])
 
 
 @pytest.fixture
-def page(browser: Any, page_server: PageServer, api: ApiServer) -> Iterator[Any]:
+def page(browser: Any, page_server: PageServer, api: Gunicorn) -> Iterator[Any]:
     """A fresh page on the page server's origin; `tokens` counts the tokens it was given."""
     context = browser.new_context()
     tab = context.new_page()
@@ -190,7 +144,7 @@ def page(browser: Any, page_server: PageServer, api: ApiServer) -> Iterator[Any]
     context.close()
 
 
-def open_client(page: Any, api: ApiServer, **options: Any) -> None:
+def open_client(page: Any, api: Gunicorn, **options: Any) -> None:
     page.evaluate(HARNESS, {"api": api.base, "options": options})
 
 
@@ -221,7 +175,7 @@ def wait_transport(page: Any, transport: str) -> None:
     )
 
 
-def stored(api: ApiServer, collection: str, entity_id: str) -> Any:
+def stored(api: Gunicorn, collection: str, entity_id: str) -> Any:
     status, body, _ = api.call("GET", f"/api/{collection}/{entity_id}", headers=bearer())
     return body if status == 200 else None
 
@@ -247,7 +201,7 @@ def events_in_log(redis_url: str, prefix: str) -> list[dict[str, Any]]:
 
 
 def test_writes_resolve_applied_from_another_origin(
-    page: Any, api: ApiServer, page_server: PageServer, start_worker: Any, redis_url: str, prefix: str
+    page: Any, api: Gunicorn, page_server: PageServer, start_worker: Any, redis_url: str, prefix: str
 ) -> None:
     assert page.evaluate("location.origin") == page_server.origin != api.base
     start_worker()
@@ -277,7 +231,7 @@ def test_writes_resolve_applied_from_another_origin(
 
 
 def test_pending_writes_settle_once_across_a_web_server_restart(
-    page: Any, api: ApiServer, start_worker: Any, redis_url: str, prefix: str
+    page: Any, api: Gunicorn, start_worker: Any, redis_url: str, prefix: str
 ) -> None:
     open_client(page, api)
     wait_transport(page, "websocket")
@@ -306,7 +260,7 @@ def test_pending_writes_settle_once_across_a_web_server_restart(
 
 
 def test_a_write_whose_answer_was_lost_is_sent_again_and_queued_once(
-    page: Any, api: ApiServer, start_worker: Any, redis_url: str, prefix: str
+    page: Any, api: Gunicorn, start_worker: Any, redis_url: str, prefix: str
 ) -> None:
     start_worker()
     open_client(page, api)
@@ -334,7 +288,7 @@ def test_a_write_whose_answer_was_lost_is_sent_again_and_queued_once(
 
 
 def test_an_expired_token_is_renewed_and_the_socket_reopened(
-    page: Any, api: ApiServer, start_worker: Any
+    page: Any, api: Gunicorn, start_worker: Any
 ) -> None:
     page.token_lifetime[:] = [2, 60]  # the first token expires in 2 s: the server closes with 4401
     start_worker()
@@ -356,7 +310,7 @@ def test_an_expired_token_is_renewed_and_the_socket_reopened(
 
 @pytest.mark.parametrize("refused_paths", ["/ws"])
 def test_without_websockets_the_client_uses_sse_and_without_sse_polling(
-    page: Any, api: ApiServer, start_worker: Any
+    page: Any, api: Gunicorn, start_worker: Any
 ) -> None:
     start_worker()
     open_client(page, api)
@@ -383,7 +337,7 @@ def test_the_demo_page_shows_writes_pending_applied_and_failed(
     browser: Any, settings_env: dict[str, str], start_worker: Any, tmp_path: Path
 ) -> None:
     """The demo, in open dev mode as `make run` serves it, under its own CSP."""
-    server = ApiServer(settings_env, tmp_path / "demo-web.log")
+    server = Gunicorn(settings_env, tmp_path / "demo-web.log", APP)
     context = browser.new_context()
     tab = context.new_page()
     problems: list[str] = []

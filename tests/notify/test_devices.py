@@ -90,3 +90,33 @@ def test_registration_needs_json_and_a_token(client: Any, registry: DeviceRegist
     assert_problem(client.post("/api/devices", json={"token": FCM_TOKEN}), 401)
     assert_problem(client.delete(f"/api/devices/{FCM_TOKEN}"), 401)
     assert registry.tokens("alice") == []
+
+
+def test_trimmed_tokens_leave_no_owner_key_behind(registry: DeviceRegistry, live_app: Any) -> None:
+    gw = live_app.extensions["gateway"]
+    devices = [f"{FCM_TOKEN}-{i}" for i in range(MAX_DEVICES_PER_USER + 3)]
+    for device in devices:
+        registry.register("alice", device)
+    assert len(registry.tokens("alice")) == MAX_DEVICES_PER_USER
+    owners = [gw.redis.get(gw.keys.device_owner(d)) for d in devices]
+    assert owners == [None] * 3 + ["alice"] * MAX_DEVICES_PER_USER  # the oldest three went whole
+
+
+def test_a_trimmed_token_that_moved_to_another_user_keeps_its_owner(
+    registry: DeviceRegistry, live_app: Any
+) -> None:
+    gw = live_app.extensions["gateway"]
+    registry.register("alice", "shared-device")
+    registry.register("bob", "shared-device")
+    for i in range(MAX_DEVICES_PER_USER + 1):
+        registry.register("alice", f"alices-{i}")
+    assert gw.redis.get(gw.keys.device_owner("shared-device")) == "bob"
+
+
+def test_device_calls_are_rate_limited(client: Any) -> None:
+    answers = [register(client, "mallory", f"{FCM_TOKEN}-{i}").status_code for i in range(31)]
+    assert answers[:30] == [201] * 30
+    refused = register(client, "mallory", "one-more")
+    assert_problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert register(client, "alice", FCM_TOKEN).status_code == 201  # another user is not held back

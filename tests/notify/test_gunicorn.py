@@ -3,15 +3,10 @@ answered while it holds many open WebSockets and SSE streams, and SIGTERM closes
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,60 +14,26 @@ import simple_websocket
 
 from gateway.redis_client import connect
 from settings import load
-from tests.support import ROOT
 from tests.support.api import SECRET, token
-from tests.support.notify import Endpoint, frames
-from tests.support.services import wait_until
+from tests.support.notify import frames
+from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
 STREAMS = 100  # of each kind: WebSockets and SSE streams, one user each
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def web(
-    settings_env: dict[str, str], tmp_path: Path
-) -> Iterator[tuple[Endpoint, subprocess.Popen[bytes], Path]]:
+def web(start_web: Callable[..., Gunicorn]) -> Gunicorn:
     """`gunicorn wsgi:app` with the project's config, one process, JWT users."""
-    port = free_port()
-    env = {**os.environ, **settings_env, "PORT": str(port), "WEB_CONCURRENCY": "1", "JWT_SECRET": SECRET}
-    log_path = tmp_path / "web.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = Endpoint("127.0.0.1", port)
-
-    def answers() -> bool:
-        try:
-            return endpoint.call("GET", "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(answers, 30, "gunicorn to answer")
-        yield endpoint, process, log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        print(log_path.read_text(errors="replace")[-3000:])
+    return start_web(JWT_SECRET=SECRET)
 
 
 def test_plain_requests_are_answered_beside_open_streams_which_sigterm_closes_cleanly(
-    web: tuple[Endpoint, subprocess.Popen[bytes], Path], start_worker: Any
+    web: Gunicorn, start_worker: Any
 ) -> None:
-    endpoint, process, log_path = web
+    endpoint, process = web, web.process
+    assert process is not None
     start_worker()
     sockets = [endpoint.ws(f"user{i}") for i in range(STREAMS)]
     streams = [endpoint.sse(f"user{i}") for i in range(STREAMS)]
@@ -100,7 +61,7 @@ def test_plain_requests_are_answered_beside_open_streams_which_sigterm_closes_cl
         stream.close()
     assert process.wait(15) == 0
     assert time.monotonic() - sent_at < 10  # well within graceful_timeout (20 s): nothing held it
-    assert "Using worker: gateway.web_server.GeventWorker" in log_path.read_text()
+    assert "Using worker: gateway.web_server.GeventWorker" in web.log()
 
 
 def test_more_callers_than_redis_connections_wait_for_one(settings_env: dict[str, str], prefix: str) -> None:

@@ -156,3 +156,9 @@ def test_the_endpoints_are_described(jwt_app: Any) -> None:
     )
     assert spec["paths"]["/admin/api/status"]["get"]["security"] == [{"bearer": []}]
     assert "403" in spec["paths"]["/admin/api/dead-letters/drop"]["post"]["responses"]
+
+
+def test_a_dead_letter_that_cannot_be_replayed_is_a_409(jwt_client: Any, dead: DeadLetterMaker) -> None:
+    name = dead(2, op="delete", pls="600", pld="b" * 40)
+    answer = jwt_client.post("/admin/api/dead-letters/replay", json={"dead_letter": name}, headers=OPERATOR)
+    assert "cannot be replayed" in assert_problem(answer, 409)["detail"]

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.client.test_browser import CHROMIUM, CHROMIUM_ARGS, ApiServer
+from tests.client.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.api import SECRET, token
 from tests.support.services import missing, wait_until
+from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +37,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def api(settings_env: dict[str, str], tmp_path: Path) -> Iterator[ApiServer]:
+def api(start_web: Any) -> Gunicorn:
     """The web process with HS256 tokens: the page needs an operator's."""
-    server = ApiServer(settings_env | {"JWT_SECRET": SECRET}, tmp_path / "web.log")
-    yield server
-    server.stop(graceful=False)
-    print(server.log_path.read_text(errors="replace")[-3000:])
+    return start_web(JWT_SECRET=SECRET)
 
 
 def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
-    browser: Any, api: ApiServer, start_worker: Any, tmp_path: Path
+    browser: Any, api: Gunicorn, start_worker: Any, tmp_path: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 760})
     page = context.new_page()

@@ -170,3 +170,15 @@ def test_a_real_failure_becomes_a_dead_letter_that_replays_once_the_cause_is_fix
     wait_until(lambda: client.get(status_url).json["status"] == "applied", 20, "replayed and applied")
     assert client.get("/api/notes/later").json == {"id": "later", "text": "now", "done": True}
     assert listed(cli) == []
+
+
+def test_a_dead_letter_whose_payload_was_not_kept_is_shown_but_not_replayed(
+    cli: Any, make_dead_letter: DeadLetterMaker
+) -> None:
+    name = make_dead_letter(1, op="delete", pls="600", pld="a" * 40)  # as finish.lua keeps a large one
+    shown = orjson.loads(cli("dead-letters", "show", name).stdout)
+    assert (shown["payload"], shown["payload_size"], shown["payload_digest"]) == (None, 600, "a" * 40)
+    refused = cli("dead-letters", "replay", name)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"error: {name} cannot be replayed: its payload of 600 bytes")
+    assert names(cli) == [name]

@@ -71,9 +71,11 @@ def test_the_retry_and_outage_counters_are_on_the_page(client: Any) -> None:
     gw = app.extensions["gateway"]
     gw.redis.hincrby(gw.keys.stats(0), "retries", 2)  # as the outcome stage counts them
     gw.redis.hincrby(gw.keys.stats(3), "outages", 1)
+    gw.redis.incrby(gw.keys.dead_trimmed(1), 4)  # as finish.lua counts them
     samples = metrics(client)
     assert one(samples, "gateway_retries_total") == 2
     assert one(samples, "gateway_store_outages_total") == 1
+    assert one(samples, "gateway_dead_letters_trimmed_total") == 4
 
 
 def test_metrics_token_guards_the_page(make_app: Any) -> None:

@@ -210,5 +210,5 @@ def test_many_commands_are_finished_a_chunk_per_script_call(
     entries = delivered(gw, 5)
     outcomes = Outcomes(gw, lease)
     assert outcomes.record(dict.fromkeys(entries, APPLIED), waits=[])
-    assert calls == [5 + 2 * 2, 5 + 2 * 2, 5 + 2 * 1]  # 5 keys, then 2 a command
+    assert calls == [7 + 4 * 2, 7 + 4 * 2, 7 + 4 * 1]  # 7 keys, then 4 a command
     assert outcomes.applied == 5 and gw.redis.xlen(gw.keys.stream(PARTITION)) == 0

@@ -34,11 +34,38 @@ def test_a_plain_accept_repeats_the_record_key_for_the_checks_it_skips() -> None
         entity_id="e1",
         record=["op", "create"],
         idempotency_ttl_seconds=60,
+        user="alice",
+        quotas=scripts.Quotas(max_pending_per_user=5, max_backlog=9, pending_ttl_seconds=70, partitions=16),
+        now_ms=1000,
         stats_field="acc|notes|create",
     )
     assert call.name == "accept"
-    assert call.keys == ["{gw:3}:cmd:3-x", "{gw:3}:stream", *["{gw:3}:cmd:3-x"] * 3, "{gw:3}:stats"]
-    assert call.args == ["3-x", "", "e1", 60, 0, 0, 0, "acc|notes|create", "op", "create"]
+    assert call.keys == [
+        "{gw:3}:cmd:3-x",
+        "{gw:3}:stream",
+        *["{gw:3}:cmd:3-x"] * 3,
+        "gw:pending:alice",
+        "gw:backlog",
+        "{gw:3}:stats",
+    ]
+    assert call.args == [
+        "3-x",
+        "",
+        "e1",
+        60,
+        0,
+        0,
+        0,
+        5,
+        9,
+        1000,
+        70,
+        "gw",
+        16,
+        "acc|notes|create",
+        "op",
+        "create",
+    ]
 
 
 def test_finish_lays_out_each_command_after_the_shared_arguments() -> None:
@@ -60,11 +87,17 @@ def test_finish_lays_out_each_command_after_the_shared_arguments() -> None:
         "{gw:3}:stream",
         "{gw:3}:dead",
         "gw:outbox",
+        "gw:backlog",
+        "{gw:3}:dead:trimmed",
         "{gw:3}:stats",
         "{gw:3}:cmd:3-a",
         "gw:events:alice",
+        "gw:pending:alice",
+        "gw:finished:alice",
         "{gw:3}:cmd:3-b",
         "gw:events:bob",
+        "gw:pending:bob",
+        "gw:finished:bob",
     ]
-    assert call.args[:7] == ["7:w", "appliers", 1000, 60, 10, 20, 5]
-    assert call.args[7:] == ["1-0", "3-a", "applied", "", 1, "2-0", "3-b", "failed", "refused", 3]
+    assert call.args[:10] == ["7:w", "appliers", 1000, 60, 10, 20, 5, 1000, 16384, 10000]
+    assert call.args[10:] == ["1-0", "3-a", "applied", "", 1, "2-0", "3-b", "failed", "refused", 3]

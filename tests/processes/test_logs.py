@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
 import sys
-import urllib.request
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateway import logs
 from settings import load
-from tests.support import ROOT
 from tests.support.services import wait_until
+from tests.support.web import Gunicorn
 
 
 def line(formatter: logging.Formatter, message: str = "hello %s", **extra: Any) -> str:
@@ -105,41 +101,12 @@ def test_the_app_logs_its_info_lines_with_the_request_id(make_app: Any, capsys: 
 
 
 @pytest.mark.integration
-def test_gunicorn_and_the_app_log_json_lines_in_production_format(
-    settings_env: dict[str, str], tmp_path: Path
-) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log_path = tmp_path / "web.log"
-    env = os.environ | settings_env | {"PORT": str(port), "WEB_CONCURRENCY": "1", "LOG_FORMAT": "json"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def answers() -> bool:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "probe-1"}
-                )
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_until(answers, 30, "gunicorn")
-        wait_until(lambda: "probe-1" in log_path.read_text(), 10, "the access line")
-    finally:
-        process.terminate()
-        process.wait(30)
-    lines = log_path.read_text().splitlines()
-    parsed = [json.loads(raw) for raw in lines]  # every line is one JSON object
+def test_gunicorn_and_the_app_log_json_lines_in_production_format(start_web: Callable[..., Gunicorn]) -> None:
+    web = start_web(LOG_FORMAT="json")
+    assert web.call("GET", "/healthz", headers={"X-Request-ID": "probe-1"})[0] == 200
+    wait_until(lambda: "probe-1" in web.log(), 10, "the access line")
+    web.stop()
+    parsed = [json.loads(raw) for raw in web.log().splitlines()]  # every line is one JSON object
     access = [
         entry
         for entry in parsed

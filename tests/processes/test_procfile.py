@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,9 @@ from rq import Queue, Worker
 from gateway.keys import Keys
 from tests.support import ROOT
 from tests.support.services import missing
+from tests.support.web import Gunicorn, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
@@ -61,25 +56,9 @@ def wait_for(predicate: Any, timeout: float, message: str) -> Any:
 
 
 @pytest.fixture
-def web(settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """gunicorn with the project's config, as the Procfile's `web` line starts it."""
-    port = free_port()
-    env = {**os.environ, **settings_env, "PORT": str(port), "WEB_CONCURRENCY": "1"}
-    with (tmp_path / "web.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: call(base, "GET", "/healthz")[0] == 200, 30, "gunicorn to answer")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(30)
+def web(start_web: Callable[..., Gunicorn]) -> str:
+    """gunicorn with the project's config, as the Procfile's `web` line starts it: its base URL."""
+    return start_web().base
 
 
 def test_procfile_processes_accept_and_apply_over_http(

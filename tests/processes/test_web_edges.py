@@ -4,34 +4,24 @@ controls cannot forge access-log lines, set the scheme or the mount path, or get
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.support import ROOT
 from tests.support.services import wait_until
+from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Web:
-    """A running `gunicorn wsgi:app`, spoken to over raw sockets, and its log."""
+    """A running web process, spoken to over raw sockets, and its log."""
 
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
+    def __init__(self, server: Gunicorn) -> None:
+        self.server = server
+        self.port = server.port
 
     def raw(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send `request` as is; the answer's status, headers (lower-case) and body."""
@@ -52,41 +42,13 @@ class Web:
         )
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.server.log()
 
 
 @pytest.fixture
-def start_web(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Web]]:
-    """Start gunicorn as the Procfile does, with extra environment; stopped at the end."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(**env: str) -> Web:
-        port = free_port()
-        log_path = tmp_path / f"web-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "wsgi:app"],
-                cwd=ROOT,
-                env={**os.environ, **settings_env, "PORT": str(port), "WEB_CONCURRENCY": "1", **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(process)
-        web = Web(port, log_path)
-
-        def answers() -> bool:
-            try:
-                return web.get("/healthz")[0] == 200
-            except OSError:
-                return False
-
-        wait_until(answers, 30, "gunicorn to answer")
-        return web
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(30)
+def web_with(start_web: Callable[..., Gunicorn]) -> Callable[..., Web]:
+    """Start gunicorn as the Procfile does, with extra environment."""
+    return lambda **env: Web(start_web(**env))
 
 
 def assert_problem(answer: tuple[int, dict[str, str], bytes], status: int) -> dict[str, Any]:
@@ -98,16 +60,16 @@ def assert_problem(answer: tuple[int, dict[str, str], bytes], status: int) -> di
     return problem
 
 
-def test_gunicorns_own_refusals_are_problems(start_web: Callable[..., Web]) -> None:
-    web = start_web()
+def test_gunicorns_own_refusals_are_problems(web_with: Callable[..., Web]) -> None:
+    web = web_with()
     assert_problem(web.raw(b"NOT A REQUEST LINE\r\n\r\n"), 400)
     assert_problem(web.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"), 400)
     huge = b"X-Big: " + b"a" * 9000 + b"\r\n"
     assert_problem(web.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + huge + b"\r\n"), 431)
 
 
-def test_a_newline_in_a_path_cannot_forge_an_access_log_line(start_web: Callable[..., Web]) -> None:
-    web = start_web()
+def test_a_newline_in_a_path_cannot_forge_an_access_log_line(web_with: Callable[..., Web]) -> None:
+    web = web_with()
     forged = '127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /admin HTTP/1.1" 200'
     web.get("/healthz%0D%0A" + forged.replace(" ", "%20").replace('"', "%22"))
     wait_until(lambda: "/healthz" in web.log().split("Booting worker")[-1], 10, "the access line")
@@ -116,27 +78,27 @@ def test_a_newline_in_a_path_cannot_forge_an_access_log_line(start_web: Callable
     assert any("/healthz\\x0d\\x0a127.0.0.1" in line and "\\x22GET /admin" in line for line in lines), lines
 
 
-def test_device_tokens_stay_out_of_the_access_log(start_web: Callable[..., Web]) -> None:
-    web = start_web()
+def test_device_tokens_stay_out_of_the_access_log(web_with: Callable[..., Web]) -> None:
+    web = web_with()
     token = "fcm-registration-token-" + "z" * 20
     web.raw(f"DELETE /api/devices/{token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     wait_until(lambda: "DELETE /api/devices/<token>" in web.log(), 10, "the access line")
     assert token not in web.log()
 
 
-def test_the_scheme_is_taken_from_forwarded_allow_ips_only(start_web: Callable[..., Web]) -> None:
-    trusting = start_web()  # loopback, where this test's requests come from, is trusted by default
+def test_the_scheme_is_taken_from_forwarded_allow_ips_only(web_with: Callable[..., Web]) -> None:
+    trusting = web_with()  # loopback, where this test's requests come from, is trusted by default
     assert "strict-transport-security" in trusting.get("/healthz", X_Forwarded_Proto="https")[1]
     assert "strict-transport-security" not in trusting.get("/healthz", X_Forwarded_Ssl="on")[1]
     both = trusting.get("/healthz", X_Forwarded_Proto="http", X_Forwarded_Ssl="on")  # once a 400 page
     assert both[0] == 200 and "strict-transport-security" not in both[1]
 
-    elsewhere = start_web(FORWARDED_ALLOW_IPS="192.0.2.1")  # a router this test is not
+    elsewhere = web_with(FORWARDED_ALLOW_IPS="192.0.2.1")  # a router this test is not
     assert "strict-transport-security" not in elsewhere.get("/healthz", X_Forwarded_Proto="https")[1]
 
 
-def test_a_client_cannot_set_the_mount_path(start_web: Callable[..., Web]) -> None:
-    web = start_web()
+def test_a_client_cannot_set_the_mount_path(web_with: Callable[..., Web]) -> None:
+    web = web_with()
     body = b'{"text": "x"}'
     status, headers, _ = web.raw(
         b"POST /api/notes HTTP/1.1\r\nHost: x\r\nConnection: close\r\nSCRIPT_NAME: /evil\r\n"
