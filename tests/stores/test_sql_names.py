@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from plugins import sql_store
 from plugins.lookups import BoundedDict
 from plugins.sql_store import SqlStore
-from tests.test_store_sql import cmd, open_store
+from tests.stores.test_sql import cmd, open_store
 
 pytestmark = pytest.mark.integration
 
