@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import api, auth, cli, client, logs, metrics, notify, problems, request_ids
+from gateway import admin, api, auth, cli, client, logs, metrics, notify, problems, request_ids
 from gateway.context import Gateway
 from settings import load
 
@@ -44,5 +44,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     notify.init_app(app)
     metrics.init_app(app)
     client.init_app(app)
+    admin.init_app(app)
     cli.init_app(app)
     return app

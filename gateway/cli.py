@@ -1,11 +1,18 @@
-"""`flask` commands for operators: one-off setup, the loaded plugins, and the dead letters (list,
-replay, drop; kept DEAD_LETTER_DAYS)."""
+"""`flask` commands for operators: one-off setup, the loaded plugins, the pipeline's status, and
+the dead letters (list, show, replay, drop; kept DEAD_LETTER_DAYS).
+
+Every command fails in one line (`error: ...`, exit status 1), never with a traceback: Redis
+down, a store unreachable, a dead letter that is not there.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import orjson
@@ -13,21 +20,71 @@ import redis
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway import record
-from gateway.accept import BacklogFull, TooManyPending, accept, prepare
+from gateway import dead_letters as letters
+from gateway import pipeline_status
 from gateway.context import Gateway
 from gateway.redis_client import Outage
 from plugins.store import Store, StoreUnavailable
 
 log = logging.getLogger("gateway.cli")
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
 
 def _gateway() -> Gateway:
     return current_app.extensions["gateway"]
 
 
+class OneLineError(click.ClickException):
+    """Shown as `error: <message>` on stderr, exit status 1."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+def redacted(url: str) -> str:
+    """A URL without its password, to be shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def one_line_errors(command: Command) -> Command:
+    """Turn what an operator can meet (Redis or a store down, a bad name or filter) into one line."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise
+        except redis.ConnectionError as error:
+            url = redacted(_gateway().settings.redis_url)
+            raise OneLineError(f"Redis at {url} is not reachable ({error})") from None
+        except redis.RedisError as error:
+            url = redacted(_gateway().settings.redis_url)
+            raise OneLineError(f"Redis at {url} failed: {type(error).__name__}: {error}") from None
+        except StoreUnavailable as error:
+            raise OneLineError(f"a store is not reachable ({error})") from None
+        except letters.DeadLetterError as error:
+            raise OneLineError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
+            raise OneLineError(f"{type(error).__name__}: {error}") from None
+
+    return run  # type: ignore[return-value]
+
+
+def _json(value: Any, *, indent: bool = False) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+
+
 @click.command("setup")
 @with_appcontext
+@one_line_errors
 def setup_command() -> None:
     """Create consumer groups and store tables; safe to run on every release. Waits for Redis
     and the stores while they are down or loading (one log line per outage)."""
@@ -40,10 +97,20 @@ def setup_command() -> None:
 
 @click.command("plugins")
 @with_appcontext
+@one_line_errors
 def plugins_command() -> None:
     """List the loaded plugins (JSON): name, module, package, version and hooks."""
-    gw = _gateway()
-    click.echo(orjson.dumps(gw.plugins.describe(), option=orjson.OPT_INDENT_2).decode())
+    click.echo(_json(_gateway().plugins.describe(), indent=True))
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="The snapshot as JSON, for scripts.")
+@with_appcontext
+@one_line_errors
+def status_command(as_json: bool) -> None:
+    """Backlog and oldest pending age per partition, workers and their partitions, dead letters."""
+    snap = pipeline_status.snapshot(_gateway())
+    click.echo(_json(snap, indent=True) if as_json else pipeline_status.format_text(snap))
 
 
 dead_letters = AppGroup(
@@ -51,63 +118,106 @@ dead_letters = AppGroup(
 )
 
 
+def _filter_options(command: Command) -> Command:
+    command = click.option(
+        "--since",
+        help="Failed at or after: an ISO time (2026-12-04T17:00:00Z) or a duration back (30m, 1h, 2d).",
+    )(command)
+    command = click.option("--error", help="The error type, or a part of the error text (any case).")(command)
+    return click.option("--collection", help="Of this collection only.")(command)
+
+
+def _filters(collection: str | None, error: str | None, since: str | None) -> letters.Filters:
+    return letters.Filters(collection=collection, error=error, since_ms=letters.parse_since(since))
+
+
 @dead_letters.command("list")
-@click.option("--limit", default=100, show_default=True)
-def list_dead(limit: int) -> None:
-    """Print the dead letters, one JSON object a line."""
-    gw = _gateway()
-    shown = 0
-    for partition in range(gw.settings.partitions):
-        for entry_id, fields in gw.redis.xrange(gw.keys.dead(partition), count=limit - shown):
-            click.echo(orjson.dumps({"dead_letter": f"{partition}/{entry_id}", **fields}).decode())
-            shown += 1
-        if shown >= limit:
-            break
+@_filter_options
+@click.option("--limit", default=100, show_default=True, help="At most this many (the oldest failures).")
+@one_line_errors
+def list_dead(collection: str | None, error: str | None, since: str | None, limit: int) -> None:
+    """Print the dead letters that match, one JSON object a line, oldest failure first."""
+    for letter in letters.matching(_gateway(), _filters(collection, error, since), limit):
+        click.echo(_json(letter.shown()))
+
+
+@dead_letters.command("show")
+@click.argument("dead_letter")
+@one_line_errors
+def show(dead_letter: str) -> None:
+    """Print one dead letter (as `list` names it), indented."""
+    click.echo(_json(letters.get(_gateway(), dead_letter).shown(), indent=True))
+
+
+def _chosen(name: str | None, everything: bool, filtered: bool, verb: str) -> None:
+    if everything == (name is not None):
+        raise OneLineError(f"{verb} needs a dead letter's name, or --all (with filters)")
+    if filtered and not everything:
+        raise OneLineError("--collection, --error and --since go with --all")
 
 
 @dead_letters.command("replay")
-@click.argument("dead_letter")
-def replay(dead_letter: str) -> None:
-    """Accept a dead letter's command again, as a new command of the same user."""
+@click.argument("dead_letter", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter matching the filters.")
+@_filter_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@one_line_errors
+def replay(
+    dead_letter: str | None,
+    everything: bool,
+    collection: str | None,
+    error: str | None,
+    since: str | None,
+    yes: bool,
+) -> None:
+    """Accept dead letters' commands again, as new commands of the same users; each dead letter
+    is removed once its command is accepted."""
+    _chosen(dead_letter, everything, bool(collection or error or since), "replay")
     gw = _gateway()
-    stream, entry_id, fields = _dead_letter(gw, dead_letter)
-    try:
-        dead = record.dead_command(fields)
-    except record.PayloadNotKept as error:
-        raise click.ClickException(f"{dead_letter} cannot be replayed: {error}") from error
-    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
-    try:
-        result = accept(gw, call)
-    except (TooManyPending, BacklogFull) as error:
-        why = "the user is at MAX_PENDING_PER_USER" if isinstance(error, TooManyPending) else "backlog full"
-        raise click.ClickException(f"{dead_letter} not replayed ({why}); try again later") from error
-    gw.redis.xdel(stream, entry_id)
-    click.echo(f"replayed as command {result.command_id}")
+    if dead_letter is not None:
+        replayed = letters.replay(gw, letters.get(gw, dead_letter))
+        click.echo(f"replayed {replayed.dead_letter} as command {replayed.command_id}")
+        return
+    filters = _filters(collection, error, since)
+    count = len(letters.matching(gw, filters))
+    if not count:
+        click.echo("no dead letter matches")
+        return
+    if not yes:
+        click.confirm(f"replay {count} dead letters?", abort=True)
+    for done in letters.replay_all(gw, filters):
+        click.echo(f"replayed {done.dead_letter} as command {done.command_id}")
 
 
 @dead_letters.command("drop")
-@click.argument("dead_letter")
-def drop(dead_letter: str) -> None:
-    """Forget a dead letter (its command stays `failed`)."""
+@click.argument("dead_letter", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter matching the filters.")
+@_filter_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@one_line_errors
+def drop(
+    dead_letter: str | None,
+    everything: bool,
+    collection: str | None,
+    error: str | None,
+    since: str | None,
+    yes: bool,
+) -> None:
+    """Forget dead letters that will not be replayed (their commands stay `failed`)."""
+    _chosen(dead_letter, everything, bool(collection or error or since), "drop")
     gw = _gateway()
-    stream, entry_id, _ = _dead_letter(gw, dead_letter)
-    gw.redis.xdel(stream, entry_id)
-    click.echo(f"dropped {dead_letter}")
-
-
-def _dead_letter(gw: Gateway, dead_letter: str) -> tuple[str, str, dict[str, str]]:
-    """The stream, entry id and fields of a dead letter named as `list` prints it."""
-    partition, _, entry_id = dead_letter.partition("/")
-    if not partition.isdigit() or int(partition) >= gw.settings.partitions or not entry_id:
-        raise click.ClickException(f"{dead_letter!r} is not a dead letter: <partition>/<entry id>, as listed")
-    stream = gw.keys.dead(int(partition))
-    try:
-        entries = gw.redis.xrange(stream, min=entry_id, max=entry_id)
-    except redis.ResponseError as error:  # not a stream entry id
-        raise click.ClickException(f"{dead_letter!r} is not a dead letter: {error}") from error
-    if not entries:
-        raise click.ClickException(f"no dead letter {dead_letter}")
-    return stream, entry_id, entries[0][1]
+    if dead_letter is not None:
+        letters.drop(gw, letters.get(gw, dead_letter))
+        click.echo(f"dropped {dead_letter}")
+        return
+    filters = _filters(collection, error, since)
+    count = len(letters.matching(gw, filters))
+    if not count:
+        click.echo("no dead letter matches")
+        return
+    if not yes:
+        click.confirm(f"drop {count} dead letters?", abort=True)
+    click.echo(f"dropped {letters.drop_all(gw, filters)} dead letters")
 
 
 def _until_done(step: Callable[[], object], outage: Outage, is_outage: Callable[[Exception], bool]) -> None:
@@ -148,4 +258,5 @@ def _store_down(store: Store) -> Callable[[Exception], bool]:
 def init_app(app: Flask) -> None:
     app.cli.add_command(setup_command)
     app.cli.add_command(plugins_command)
+    app.cli.add_command(status_command)
     app.cli.add_command(dead_letters)

@@ -277,8 +277,8 @@ def test_a_failing_command_is_retried_then_dead_lettered_and_replayable(
     runner = client.application.test_cli_runner()
     listed = runner.invoke(args=["dead-letters", "list"])
     assert listed.exit_code == 0, listed.output + repr(listed.exception)
-    letters = [orjson.loads(line) for line in listed.output.splitlines()]
-    assert [(d["c"], d["eid"]) for d in letters] == [(poison_id, bad)]
+    letters = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert [(d["command_id"], d["entity_id"]) for d in letters] == [(poison_id, bad)]
     replayed = runner.invoke(args=["dead-letters", "replay", letters[0]["dead_letter"]])
     new_id = replayed.output.split()[-1]
     assert replayed.exit_code == 0 and status(client, new_id)["status"] in {"pending", "failed"}

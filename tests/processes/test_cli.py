@@ -42,7 +42,7 @@ def cli(app: Any, *args: str) -> Any:
 def test_list_prints_each_dead_letter_with_its_name(app: Any, dead_letters: list[str]) -> None:
     listed = cli(app, "list")
     assert listed.exit_code == 0, listed.output
-    assert [(d["dead_letter"], d["eid"]) for d in map(orjson.loads, listed.output.splitlines())] == [
+    assert [(d["dead_letter"], d["entity_id"]) for d in map(orjson.loads, listed.output.splitlines())] == [
         (dead_letters[0], "a"),
         (dead_letters[1], "b"),
     ]
@@ -56,7 +56,7 @@ def test_drop_forgets_one_dead_letter(app: Any, dead_letters: list[str]) -> None
         dead_letters[1]
     ]
     again = cli(app, "drop", dead_letters[0])
-    assert again.exit_code == 1 and f"no dead letter {dead_letters[0]}" in again.output
+    assert again.exit_code == 1 and again.stderr == f"error: no dead letter {dead_letters[0]}\n"
 
 
 def test_replay_queues_the_command_again_and_removes_the_dead_letter(
@@ -67,7 +67,7 @@ def test_replay_queues_the_command_again_and_removes_the_dead_letter(
     command_id = replayed.output.split()[-1]
     status = client.get(f"/api/commands/{command_id}").json
     assert (status["status"], status["entity_id"], status["op"]) == ("pending", "b", "create")
-    assert [orjson.loads(line)["eid"] for line in cli(app, "list").output.splitlines()] == ["a"]
+    assert [orjson.loads(line)["entity_id"] for line in cli(app, "list").output.splitlines()] == ["a"]
 
 
 @pytest.mark.parametrize("name", ["nothing", "x/1-0", "99/1-0", "1/", "1/not-an-id"])
@@ -77,5 +77,5 @@ def test_a_name_that_is_not_a_dead_letter_is_refused_in_one_line(
     for command in ("drop", "replay"):
         refused = cli(app, command, name)
         assert refused.exit_code == 1 and refused.exception is not None
-        assert refused.output.startswith("Error: ") and "Traceback" not in refused.output
+        assert refused.stderr.startswith("error: ") and "Traceback" not in refused.output
         assert len(cli(app, "list").output.splitlines()) == 2  # nothing touched

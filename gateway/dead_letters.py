@@ -1,0 +1,224 @@
+"""The operations on dead letters (commands that failed after their retries, kept with their
+payload and error in each partition's `Keys.dead` stream), shared by the `flask dead-letters`
+commands and the operators' JSON endpoints (`/admin/api/dead-letters`).
+
+A dead letter is named `<partition>/<entry id>`. It is shown with the API's field names::
+
+    {"dead_letter": "3/1795747626279-0", "command_id": "3-917c...", "op": "create",
+     "collection": "notes", "entity_id": "n1", "user": "alice", "payload": {"text": "..."},
+     "error": "the document n1 already exists", "error_type": "conflict",   # when recorded
+     "attempts": 1, "accepted_at": "2026-...Z", "failed_at": "2026-...Z"}
+
+A replay accepts the command again as a new command of the same user (as the write routes do,
+without their rate limit and Idempotency-Key) and removes the dead letter only once the new
+command is accepted: a replay that fails leaves the letter where it was. A drop forgets it (the
+command stays `failed`). Two operators replaying the same letter at the same moment may both
+get it accepted; a replay is meant to be run by one operator at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import record
+from gateway.accept import BacklogFull, TooManyPending, accept, prepare
+from gateway.context import Gateway
+from gateway.pipeline_status import ERROR_TYPE, error_kind
+
+PAGE = 500  # entries read per partition per round trip while listing
+DURATION = re.compile(r"^([0-9]+)([smhd])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class DeadLetterError(ValueError):
+    """A name or filter that names no dead letter, or a malformed one; the message says which."""
+
+
+class NoSuchDeadLetter(DeadLetterError):
+    """The name is well formed, but no such dead letter is kept (now)."""
+
+
+class NotReplayed(DeadLetterError):
+    """The dead letter cannot be accepted again (its payload was not kept), or not now (a quota)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which dead letters an operation takes: all of these that are set must match."""
+
+    collection: str | None = None
+    error: str | None = None  # the error type, or a part of the error text (any case)
+    since_ms: int | None = None  # failed at or after (epoch ms)
+
+    def matches(self, fields: dict[str, str]) -> bool:
+        if self.collection and fields.get(record.COLLECTION) != self.collection:
+            return False
+        if self.error:
+            wanted = self.error.lower()
+            text = (fields.get(record.ERROR) or "").lower()
+            kind = error_kind(fields).lower()
+            if wanted not in text and wanted != kind and wanted != (fields.get(ERROR_TYPE) or "").lower():
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    entry_id: str
+    fields: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.partition}/{self.entry_id}"
+
+    def shown(self) -> dict[str, Any]:
+        """The dead letter with the API's field names and ISO times."""
+        f = self.fields
+        shown: dict[str, Any] = {
+            "dead_letter": self.name,
+            "command_id": f.get(record.COMMAND_ID),
+            "op": f.get(record.OP),
+            "collection": f.get(record.COLLECTION),
+            "entity_id": f.get(record.ENTITY_ID),
+            "user": f.get(record.USER),
+            "payload": _payload(f.get(record.PAYLOAD)),
+            "error": f.get(record.ERROR) or None,
+            "attempts": int(f.get(record.ATTEMPTS) or 0),
+            "accepted_at": record.iso(f.get(record.ACCEPTED_AT)),
+            "failed_at": record.iso(f.get(record.DIED_AT) or self.entry_id.partition("-")[0]),
+        }
+        if f.get(ERROR_TYPE):
+            shown["error_type"] = f[ERROR_TYPE]
+        if f.get(record.PAYLOAD_DIGEST):  # too large to keep: its size and SHA-1 only
+            shown["payload_size"] = int(f.get(record.PAYLOAD_SIZE) or 0)
+            shown["payload_digest"] = f[record.PAYLOAD_DIGEST]
+        return shown
+
+
+def _payload(raw: str | None) -> Any:
+    """The payload as JSON, or as kept when it is not JSON (a digest of one too large to keep)."""
+    try:
+        return record.decode_payload(raw)
+    except ValueError:
+        return raw
+
+
+def parse_since(value: str | None, now_ms: int | None = None) -> int | None:
+    """Epoch ms of `--since`: an ISO 8601 time (no zone: UTC) or a duration back from now (`90s`,
+    `15m`, `1h`, `2d`)."""
+    if not value:
+        return None
+    now_ms = record.now_ms() if now_ms is None else now_ms
+    if match := DURATION.match(value.strip()):
+        return now_ms - int(match.group(1)) * UNIT_SECONDS[match.group(2)] * 1000
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise DeadLetterError(
+            f"{value!r} is neither an ISO time (2026-12-04T17:00:00Z) nor a duration (30m, 1h, 2d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_name(gw: Gateway, name: str) -> tuple[int, str]:
+    """The partition and entry id a dead letter's name holds."""
+    partition, _, entry_id = name.partition("/")
+    if (
+        not partition.isdigit()
+        or int(partition) >= gw.settings.partitions
+        or not re.fullmatch(r"[0-9]+-[0-9]+", entry_id)
+    ):
+        raise DeadLetterError(f"{name!r} is not a dead letter: <partition>/<entry id>, as listed")
+    return int(partition), entry_id
+
+
+def get(gw: Gateway, name: str) -> DeadLetter:
+    """The dead letter of this name; NoSuchDeadLetter when none is kept."""
+    partition, entry_id = parse_name(gw, name)
+    entries = gw.redis.xrange(gw.keys.dead(partition), min=entry_id, max=entry_id)
+    if not entries:
+        raise NoSuchDeadLetter(f"no dead letter {name}")
+    return DeadLetter(partition, entry_id, entries[0][1])
+
+
+def matching(gw: Gateway, filters: Filters, limit: int | None = None) -> list[DeadLetter]:
+    """The dead letters that match, oldest failure first, at most `limit` (None: all)."""
+    found: list[DeadLetter] = []
+    for partition in range(gw.settings.partitions):
+        for letter in _in_partition(gw, partition, filters):
+            found.append(letter)
+    found.sort(key=lambda d: _entry_order(d.entry_id))
+    return found if limit is None else found[:limit]
+
+
+def _in_partition(gw: Gateway, partition: int, filters: Filters) -> Iterator[DeadLetter]:
+    start = f"{filters.since_ms}-0" if filters.since_ms else "-"
+    while True:
+        entries = gw.redis.xrange(gw.keys.dead(partition), min=start, max="+", count=PAGE)
+        for entry_id, fields in entries:
+            if filters.matches(fields):
+                yield DeadLetter(partition, entry_id, fields)
+        if len(entries) < PAGE:
+            return
+        start = "(" + entries[-1][0]
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    dead_letter: str
+    command_id: str
+
+    def shown(self) -> dict[str, str]:
+        return {"dead_letter": self.dead_letter, "command_id": self.command_id}
+
+
+def replay(gw: Gateway, letter: DeadLetter) -> Replayed:
+    """Accept the letter's command again, as a new command of the same user; then forget it."""
+    try:
+        dead = record.dead_command(letter.fields)
+    except record.PayloadNotKept as error:
+        raise NotReplayed(f"{letter.name} cannot be replayed: {error}") from error
+    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
+    try:
+        result = accept(gw, call)
+    except (TooManyPending, BacklogFull) as error:
+        why = "the user is at MAX_PENDING_PER_USER" if isinstance(error, TooManyPending) else "backlog full"
+        raise NotReplayed(f"{letter.name} not replayed ({why}); try again later") from error
+    gw.redis.xdel(gw.keys.dead(letter.partition), letter.entry_id)
+    return Replayed(letter.name, result.command_id)
+
+
+def replay_all(gw: Gateway, filters: Filters) -> list[Replayed]:
+    """Replay every matching dead letter, oldest first. A failure stops there (raised): those
+    replayed before it are accepted and gone, the rest are kept."""
+    return [replay(gw, letter) for letter in matching(gw, filters)]
+
+
+def drop(gw: Gateway, letter: DeadLetter) -> None:
+    """Forget the dead letter; NoSuchDeadLetter when another operator just did."""
+    if not gw.redis.xdel(gw.keys.dead(letter.partition), letter.entry_id):
+        raise NoSuchDeadLetter(f"no dead letter {letter.name}")
+
+
+def drop_all(gw: Gateway, filters: Filters) -> int:
+    """Forget every matching dead letter; how many were."""
+    by_partition: dict[int, list[str]] = {}
+    for letter in matching(gw, filters):
+        by_partition.setdefault(letter.partition, []).append(letter.entry_id)
+    dropped = 0
+    for partition, ids in by_partition.items():
+        for start in range(0, len(ids), PAGE):
+            dropped += gw.redis.xdel(gw.keys.dead(partition), *ids[start : start + PAGE])
+    return dropped
