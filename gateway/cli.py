@@ -83,15 +83,23 @@ def _json(value: Any, *, indent: bool = False) -> str:
 
 
 @click.command("setup")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for Redis and the stores while they are down or loading; 0: fail at once.",
+)
 @with_appcontext
 @one_line_errors
-def setup_command() -> None:
+def setup_command(wait_seconds: float) -> None:
     """Create consumer groups and store tables; safe to run on every release. Waits for Redis
-    and the stores while they are down or loading (one log line per outage)."""
+    and the stores while they are down or loading (one log line per outage), up to --wait."""
     gw = _gateway()
-    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), _redis_down)
+    deadline = time.monotonic() + wait_seconds
+    _until_done(gw.ensure_groups, Outage(log, "setup: Redis"), _redis_down, deadline)
     for store in gw.stores.by_name.values():
-        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), _store_down(store))
+        _until_done(store.setup, Outage(log, f"setup: store {store.name}"), _store_down(store), deadline)
     click.echo(f"ready: {gw.settings.partitions} partitions, stores {', '.join(gw.stores.by_name)}")
 
 
@@ -220,14 +228,17 @@ def drop(
     click.echo(f"dropped {letters.drop_all(gw, filters)} dead letters")
 
 
-def _until_done(step: Callable[[], object], outage: Outage, is_outage: Callable[[Exception], bool]) -> None:
-    """Run `step` until it succeeds, waiting with backoff after each failure that `is_outage`;
-    any other failure (a real error: the release must fail) is raised."""
+def _until_done(
+    step: Callable[[], object], outage: Outage, is_outage: Callable[[Exception], bool], deadline: float
+) -> None:
+    """Run `step` until it succeeds, waiting with backoff after each failure that `is_outage`
+    until `deadline` (monotonic); any other failure (a real error: the release must fail), or
+    an outage past the deadline, is raised."""
     while True:
         try:
             step()
         except Exception as error:
-            if not is_outage(error):
+            if not is_outage(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(outage.down(error))
             continue
