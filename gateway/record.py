@@ -33,7 +33,9 @@ STATUS = "st"  # PENDING until the command finishes, then APPLIED or FAILED
 ATTEMPTS = "att"  # attempts made so far
 ACCEPTED_AT = "acc"  # ms
 FINISHED_AT = "fin"  # ms, once finished
-ERROR = "err"  # the last attempt's error ('' or absent: none)
+# The last attempt's error as users see it ('' or absent: none); a dead letter's: the store's text.
+ERROR = "err"
+ERROR_TYPE = "ety"  # the error's type (gateway.public_errors), once failed
 NEXT_ATTEMPT_AT = "nxt"  # ms: a pending command that failed is not tried again before this
 PAYLOAD = "pl"  # the document or merge patch as JSON, until the command finishes
 FIELDS = (
@@ -46,14 +48,15 @@ FIELDS = (
     ACCEPTED_AT,
     FINISHED_AT,
     ERROR,
+    ERROR_TYPE,
     NEXT_ATTEMPT_AT,
     PAYLOAD,
 )
 
 # A partition stream entry's one field, and a dead letter's first: the command id.
 COMMAND_ID = "c"
-# A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD ERROR
-# ATTEMPTS ACCEPTED_AT, and when it died (ms).
+# A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD, the store's
+# own ERROR text and the ERROR_TYPE, ATTEMPTS ACCEPTED_AT, and when it died (ms).
 DIED_AT = "at"
 DEAD_LETTER_FIELDS = (
     COMMAND_ID,
@@ -63,6 +66,7 @@ DEAD_LETTER_FIELDS = (
     USER,
     PAYLOAD,
     ERROR,
+    ERROR_TYPE,
     ATTEMPTS,
     ACCEPTED_AT,
     DIED_AT,
@@ -158,6 +162,7 @@ def status(command_id: str, record: Mapping[str, str]) -> dict[str, Any]:
         "accepted_at": iso(record.get(ACCEPTED_AT)),
         "finished_at": iso(record.get(FINISHED_AT)),
         "error": record.get(ERROR) or None,
+        "error_type": record.get(ERROR_TYPE) or None,
     }
     if record.get(NEXT_ATTEMPT_AT) and record[STATUS] == PENDING:
         shown["next_attempt_at"] = iso(record[NEXT_ATTEMPT_AT])

@@ -102,8 +102,10 @@ class Finished:
     command_id: str
     user: str
     status: str  # record.APPLIED or record.FAILED
-    error: str
+    error: str  # the public message ('' when applied): what the status and the event show
     attempts: int
+    error_type: str = ""  # '' when applied (gateway.public_errors)
+    detail: str = ""  # the store's own text: for the dead letter only
 
 
 def finish(
@@ -122,13 +124,14 @@ def finish(
     acknowledge and delete their entries; refused (0) without the lease `token`. KEYS: lease,
     stream, dead letters, outbox, then per command its record and its owner's events. ARGV:
     token, group, now, record TTL, events per user, outbox length, oldest dead letter kept, then
-    per command: entry id, command id, status, error, attempts."""
+    per command: entry id, command id, status, error, attempts, error type, detail."""
     script_keys = [keys.lease(partition), keys.stream(partition), keys.dead(partition), keys.outbox()]
     args: list[Any] = [token, GROUP, now_ms, record_ttl_seconds, events_per_user, outbox_length]
     args.append(oldest_dead_letter_ms)
     for command in commands:
         script_keys += [keys.command(partition, command.command_id), keys.events(command.user)]
         args += [command.entry_id, command.command_id, command.status, command.error, command.attempts]
+        args += [command.error_type, command.detail]
     return ScriptCall("finish", script_keys, args)
 
 
