@@ -23,12 +23,14 @@ from plugins.store import Command, Document, Op
 
 if TYPE_CHECKING:
     from gateway.context import Gateway
+    from gateway.schemas import Collections
 
 # The record's fields (hash `Keys.command`).
 OP = "op"  # create, replace, patch or delete
 COLLECTION = "col"
 ENTITY_ID = "eid"
 USER = "uid"  # the owner: the only user who may see the status and gets the events
+OPERATOR = "adm"  # "1" when the user was an operator (may change any document); absent otherwise
 STATUS = "st"  # PENDING until the command finishes, then APPLIED or FAILED
 ATTEMPTS = "att"  # attempts made so far
 ACCEPTED_AT = "acc"  # ms
@@ -43,6 +45,7 @@ FIELDS = (
     COLLECTION,
     ENTITY_ID,
     USER,
+    OPERATOR,
     STATUS,
     ATTEMPTS,
     ACCEPTED_AT,
@@ -76,7 +79,7 @@ PENDING, APPLIED, FAILED = "pending", "applied", "failed"
 STATUSES = (PENDING, APPLIED, FAILED)
 
 # What a drain job reads of each entry's record (HMGET, in this order).
-WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS)
+WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS, OPERATOR)
 
 
 def now_ms() -> int:
@@ -101,9 +104,19 @@ def decode_payload(raw: str | None) -> Document | None:
     return orjson.loads(raw) if raw else None
 
 
-def new(op: Op, collection: str, entity_id: str, user: str, payload: Document | None, now: int) -> list[Any]:
+def new(
+    op: Op,
+    collection: str,
+    entity_id: str,
+    user: str,
+    payload: Document | None,
+    now: int,
+    operator: bool = False,
+) -> list[Any]:
     """A new pending record, as HSET's field/value pairs."""
     fields: list[Any] = [OP, op, COLLECTION, collection, ENTITY_ID, entity_id, USER, user]
+    if operator:
+        fields += [OPERATOR, 1]  # only then: two fields less per pending command otherwise
     fields += [STATUS, PENDING, ATTEMPTS, 0, ACCEPTED_AT, now]
     if payload is not None:
         fields += [PAYLOAD, encode_payload(payload)]
@@ -121,9 +134,11 @@ class Work:
     due_ms: int
 
 
-def work(command_id: str, seq: int, values: Sequence[str | None]) -> Work | None:
-    """The pending command in an HMGET reply of WORK_FIELDS; None when the record is gone or
-    the command finished."""
+def work(
+    command_id: str, seq: int, values: Sequence[str | None], collections: Collections | None = None
+) -> Work | None:
+    """The pending command in an HMGET reply of WORK_FIELDS, with the access its store is told
+    (from `collections`, the declarations); None when the record is gone or the command finished."""
     record = dict(zip(WORK_FIELDS, values, strict=False))
     if record.get(STATUS) != PENDING:
         return None
@@ -134,6 +149,9 @@ def work(command_id: str, seq: int, values: Sequence[str | None]) -> Work | None
         collection=record[COLLECTION],  # type: ignore[arg-type]
         entity_id=record[ENTITY_ID],  # type: ignore[arg-type]
         payload=decode_payload(record.get(PAYLOAD)),
+        access=collections.access(record[COLLECTION] or "", record[USER] or "", record.get(OPERATOR) == "1")
+        if collections is not None
+        else None,
     )
     attempts, due = int(record[ATTEMPTS] or 0), int(record[NEXT_ATTEMPT_AT] or 0)
     return Work(command=command, user=record[USER] or "", attempts=attempts, due_ms=due)
