@@ -184,3 +184,39 @@ def test_a_planted_table_is_unreachable_until_declared(gateway_of: Any, planted:
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT password_hash FROM users")).scalar() == "secret-hash"
     engine.dispose()
+
+
+def test_production_refuses_to_start_without_declared_collections() -> None:
+    from gateway.schemas import Collections
+
+    with pytest.raises(ValueError, match="COLLECTIONS must declare"):
+        Collections.from_settings(load(app_env="production", jwt_secret=SECRET, collections=""))
+    declared = Collections.from_settings(load(app_env="production", jwt_secret=SECRET, collections="notes"))
+    assert declared.exists("notes") and not declared.exists("users")
+
+
+def test_the_collections_syntax() -> None:
+    from gateway.access import Declaration, parse_declarations
+
+    assert parse_declarations(" notes, board:shared,catalog:read_only , orders:owner(user_id),x:owner") == {
+        "notes": Declaration("owner"),
+        "board": Declaration("shared"),
+        "catalog": Declaration("read_only"),
+        "orders": Declaration("owner", "user_id"),
+        "x": Declaration("owner"),
+    }
+    for bad in ("notes:public", "Notes", "notes,notes", "orders:owner(user id)", "events"):
+        with pytest.raises(ValueError):
+            parse_declarations(bad)
+
+
+def test_a_schema_declares_its_collection_and_its_policy(tmp_path: Any) -> None:
+    from gateway.schemas import Collections
+
+    (tmp_path / "board.json").write_text('{"type": "object", "x-policy": "shared"}')
+    (tmp_path / "notes.json").write_text('{"type": "object"}')
+    found = Collections.from_settings(
+        load(app_env="production", jwt_secret=SECRET, schemas_dir=str(tmp_path))
+    )
+    assert found.declaration("board").policy == "shared" and found.declaration("notes").policy == "owner"
+    assert found.access("notes", "alice", False).owned and not found.access("board", "alice", False).owned

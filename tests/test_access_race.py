@@ -67,6 +67,7 @@ def test_a_create_patch_race_never_leaves_a_document_changed_by_a_non_owner(
 ) -> None:
     start_worker(DATABASE_URL=database_url, JWT_SECRET=SECRET, COLLECTIONS=name)
     start_worker(DATABASE_URL=database_url, JWT_SECRET=SECRET, COLLECTIONS=name)
+    alice: list[tuple[str, str, dict[str, str], Any]]
     alice = [("POST", f"/api/{name}", ALICE, {"id": f"n{i}", "by": "alice"}) for i in range(ENTITIES)]
     alice += [("PATCH", f"/api/{name}/n{i}", ALICE, {"by": "alice", "again": True}) for i in range(ENTITIES)]
     bob = [(m, f"/api/{name}/n{i}", BOB, {"by": "bob"}) for i in range(ENTITIES) for m in ("PATCH", "PUT")]

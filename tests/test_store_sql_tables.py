@@ -400,9 +400,22 @@ def sqlite_products(sqlite_url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
     engine.dispose()
 
 
+@pytest.fixture
+def products_client(settings_env: dict[str, str]) -> Iterator[Any]:
+    """A client of an app that declares the team's `products` table (policy shared)."""
+    from app import create_app
+
+    application = create_app(
+        {k.lower(): v for k, v in settings_env.items()} | {"collections": "products:shared"}
+    )
+    yield application.test_client()
+    application.extensions["gateway"].close()
+
+
 def test_over_http_a_bad_document_is_refused_at_accept_and_a_good_one_lands_in_the_columns(
-    sqlite_products: tuple[sa.Engine, sa.Table], client: Any, redis_keys: Any, start_worker: Any
+    sqlite_products: tuple[sa.Engine, sa.Table], products_client: Any, redis_keys: Any, start_worker: Any
 ) -> None:
+    client = products_client
     engine, table = sqlite_products
     refused = client.post("/api/products", json={"id": "A-1", "title": "Lamp", "colour": "red", "qty": "3"})
     body = assert_problem(refused, 422)
@@ -411,7 +424,7 @@ def test_over_http_a_bad_document_is_refused_at_accept_and_a_good_one_lands_in_t
     assert [e["field"] for e in assert_problem(refused, 422)["errors"]] == ["title"]
     assert redis_keys.all() == set()  # nothing of the refused commands was written
 
-    start_worker()
+    start_worker(COLLECTIONS="products:shared")
     accepted = client.post("/api/products", json={"id": "A-1", "title": "Lamp", "qty": 3, "active": True})
     assert accepted.status_code == 202, accepted.json
     status_url = accepted.json["status_url"]

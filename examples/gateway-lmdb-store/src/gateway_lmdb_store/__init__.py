@@ -125,10 +125,11 @@ class LmdbStore(Store):
                 txn.delete(keys[entity_id], db=documents)
             else:
                 txn.put(keys[entity_id], orjson.dumps(document), db=documents)
-            if folded.owners.get(entity_id) is None:
+            owner = folded.owners.get(entity_id)
+            if owner is None:
                 txn.delete(keys[entity_id], db=owners)
             else:
-                txn.put(keys[entity_id], folded.owners[entity_id].encode(), db=owners)
+                txn.put(keys[entity_id], owner.encode(), db=owners)
             txn.put(keys[entity_id], str(folded.seqs[entity_id]).encode(), db=applied)
         return folded.outcomes
 
