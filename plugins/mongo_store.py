@@ -44,6 +44,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, 
 
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
+from plugins.mongo_owners import META, owner_indexes, owner_of, readable, stored_meta
 from plugins.names import is_well_formed
 from plugins.store import (
     Access,
@@ -61,8 +62,6 @@ from settings import Settings
 
 log = logging.getLogger("gateway.mongo_store")
 
-META = "_gw"  # the gateway's field in each stored document: {"seq", "deleted", "at", "owner"}
-OWNER = f"{META}.owner"  # the creator of a document of a collection with policy `owner` (indexed)
 STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
 MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
@@ -232,14 +231,14 @@ class MongoStore(Store):
         seqs = {entity: _seq(document) for entity, document in stored.items()}
         documents = {entity: _document(document) for entity, document in stored.items()}
         access = commands[indexes[0]].access  # one collection: one policy, one owner field
-        owners = {entity: _owner(document, access) for entity, document in stored.items()}
+        owners = {entity: owner_of(document, access) for entity, document in stored.items()}
         batch = [commands[i] for i in indexes]
         folded = fold(batch, seqs, documents, self._apply_valid, owners)
         plan.outcomes = dict(zip(indexes, folded.outcomes, strict=True))
         plan.seqs = folded.seqs
         owned = access is not None and access.owned and access.owner_field is None
         for entity, document in folded.documents.items():
-            owner = folded.owners.get(entity) if owned else _meta(stored.get(entity)).get("owner")
+            owner = folded.owners.get(entity) if owned else stored_meta(stored.get(entity)).get("owner")
             body = _stored_form(entity, plan.seqs[entity], document, owner)
             _check_encodable(collection, entity, body)
             if entity in stored:
@@ -257,16 +256,9 @@ class MongoStore(Store):
         return None if document is None else command.stamp_owner(current, document)
 
     def _index_owners(self, commands: Sequence[Command]) -> None:
-        """Index the owners of each collection of policy `owner`, once per process (a user's
-        list filters on them)."""
-        for command in commands:
-            access = command.access
-            if access is None or not access.owned or command.collection in self._indexed:
-                continue
-            if is_well_formed(command.collection):
-                field = access.owner_field or OWNER
-                self._collection(command.collection).create_index([(field, 1), ("_id", 1)])
-            self._indexed.add(command.collection)
+        """Index the owners of each collection of policy `owner`, once per process."""
+        for collection, owner_field in owner_indexes(commands, self._indexed):
+            self._collection(collection).create_index([(owner_field, 1), ("_id", 1)])
 
     def _write(self, plan: Plan, session: ClientSession | None) -> None:
         """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
@@ -309,7 +301,7 @@ class MongoStore(Store):
         if not is_well_formed(collection):
             return None
         with self._translated():
-            found = self._collection(collection).find_one({"_id": entity_id, **LIVE, **_readable(access)})
+            found = self._collection(collection).find_one({"_id": entity_id, **LIVE, **readable(access)})
         return _document(found)
 
     def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
@@ -321,7 +313,7 @@ class MongoStore(Store):
         if not is_well_formed(collection):
             return []
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.
-        query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE, **_readable(access)}
+        query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE, **readable(access)}
         with self._translated():
             found = self._collection(collection).find(query).sort("_id", 1).limit(count)
             return [(d["_id"], _document(d)) for d in found]  # type: ignore[misc]
@@ -366,32 +358,6 @@ def _stored_form(entity_id: str, seq: int, document: Document | None, owner: str
         return {"_id": entity_id, META: {"seq": seq, "deleted": True, "at": dt.datetime.now(dt.UTC)}}
     meta: Document = {"seq": seq} if owner is None else {"seq": seq, "owner": owner}
     return {"_id": entity_id, META: meta, **document}
-
-
-def _meta(stored: Document | None) -> Document:
-    meta = stored.get(META) if stored is not None else None
-    return meta if isinstance(meta, dict) else {}
-
-
-def _owner(stored: Document, access: Access | None) -> str | None:
-    """A stored document's owner: in its declared owner field, or the store's own field."""
-    if access is not None and access.owner_field is not None:
-        value = stored.get(access.owner_field)
-        return None if value is None else str(value)
-    owner = _meta(stored).get("owner")
-    return owner if isinstance(owner, str) else None
-
-
-def _readable(access: Access | None) -> Document:
-    """The query condition of what a reader may see: its own documents under policy `owner`,
-    and, undeclared, only documents the store wrote."""
-    condition: Document = {}
-    if access is not None and not access.declared:
-        condition[META] = {"$type": "object"}
-    reader = access.reader if access is not None else None
-    if reader is not None:
-        condition[access.owner_field or OWNER] = reader  # type: ignore[union-attr]
-    return condition
 
 
 def _unchanged(stored: Document) -> Document:
