@@ -220,3 +220,31 @@ def test_a_schema_declares_its_collection_and_its_policy(tmp_path: Any) -> None:
     )
     assert found.declaration("board").policy == "shared" and found.declaration("notes").policy == "owner"
     assert found.access("notes", "alice", False).owned and not found.access("board", "alice", False).owned
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_managed_table_of_an_earlier_version_gets_its_owner_column(
+    request: pytest.FixtureRequest, sqlite_url: str, database: str, name: str
+) -> None:
+    from plugins.sql_store import SqlStore
+    from plugins.store import Access, Command
+
+    url = sqlite_url if database == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    old = sa.Table(
+        name, sa.MetaData(), sa.Column("id", sa.String(200), primary_key=True), sa.Column("doc", sa.JSON)
+    )
+    old.create(engine)
+    with engine.begin() as conn:
+        conn.execute(old.insert(), [{"id": "legacy", "doc": {"v": 1}}])
+    store = SqlStore(url)
+    alice, admin = Access("alice"), Access("root", operator=True)
+    assert store.get(name, "legacy", alice) is None  # no owner: operators only
+    assert store.get(name, "legacy", admin) == {"v": 1}
+    assert "owner" in {c["name"] for c in sa.inspect(engine).get_columns(name)}
+    [outcome] = store.apply([Command("c1", 1, "patch", name, "legacy", {"v": 2}, alice)])
+    assert getattr(outcome, "error_type", None) == "forbidden"
+    assert store.apply([Command("c2", 2, "create", name, "new", {"v": 3}, alice)]) == [None]
+    assert [d["id"] for d in store.list(name, 10, None, alice).items] == ["new"]
+    store.close()
+    engine.dispose()
