@@ -17,9 +17,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml examples/gateway-
 run: $(STAMP)
 	$(VENV)/bin/python scripts/run-dev
 
+# The browser client's unit tests (Node's own runner, no packages), then the Python suite, which
+# includes the client's browser tests in Chromium.
 test: $(STAMP)
+	node --test tests/client/
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . scripts/run-dev
+	$(VENV)/bin/ruff check . scripts/run-dev scripts/screenshot-demo
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import api, auth, cli, logs, notify, problems, request_ids
+from gateway import api, auth, cli, client, logs, metrics, notify, problems, request_ids
 from gateway.context import Gateway
 from settings import load
 
@@ -42,5 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     api.init_app(app)
     notify.init_app(app)
+    metrics.init_app(app)
+    client.init_app(app)
     cli.init_app(app)
     return app

@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     # burst (an import, a reconnect's catch-up) while holding it to 100 writes a second overall.
     rate_limit_writes: str = "6000/minute"
     rate_limit_reads: str = "18000/minute"
+    # The demo page at /demo (a to-do app written with /client.js). Unset: on in development
+    # and test, off in production, where a page nobody asked for is only more to look after.
+    demo_page: bool | None = None
+
+    # Quotas, checked by the accept script itself so that concurrent web processes cannot pass
+    # them: a user's unfinished commands beyond which a write is refused with 429 (a client
+    # looping on failing writes stops at it), and unfinished commands in all beyond which a write
+    # is refused with 503 (the workers are behind; Redis holds each pending payload until then).
+    max_pending_per_user: int = Field(default=10_000, ge=1)
+    max_backlog: int = Field(default=1_000_000, ge=1)
 
     # Command pipeline.
     # Streams the commands are spread over (entity -> partition by a stable hash). Change it only
@@ -101,6 +111,12 @@ class Settings(BaseSettings):
     # Days a dead letter is kept for an operator to look at, replay or drop; older ones are
     # trimmed as new ones come, so a store that refuses everything cannot fill Redis.
     dead_letter_days: int = Field(default=30, ge=1, le=3650)
+    # Dead letters kept in all (each partition keeps its share; the oldest go first, counted in
+    # gateway_dead_letters_trimmed_total and logged), and the largest payload a dead letter keeps
+    # whole: a larger one is kept as its size and SHA-1. Together they bound the dead letters'
+    # memory (10,000 x 16 KiB: at most ~170 MB), whatever a store refuses.
+    max_dead_letters: int = Field(default=10_000, ge=1)
+    max_dead_letter_payload_bytes: int = Field(default=16 * 1024, ge=0)
     # Backoff between attempts: base * 2**(attempt-1), capped.
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
@@ -112,11 +128,18 @@ class Settings(BaseSettings):
     scan_interval_seconds: float = Field(default=0.25, gt=0)
     # How long finished commands' status records are kept.
     status_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Finished commands' status records kept per user (the oldest go first, even before
+    # STATUS_TTL_SECONDS): a user writing at the rate limit for a week cannot fill Redis.
+    status_records_per_user: int = Field(default=10_000, ge=1)
     # Notification events kept per user for replay.
     events_per_user: int = Field(default=1000, ge=10)
     # Notification events of all users kept in the outbox that live deliveries and notifier
     # plugins follow; a notifier further behind than this misses the oldest.
     outbox_length: int = Field(default=100_000, ge=100)
+
+    # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus's
+    # `authorization` scrape setting); unset, the page is open to whoever reaches the process.
+    metrics_token: str | None = None
 
     # Logs: `json` (one object a line) or `text`; unset: json in production, text elsewhere.
     log_format: Literal["json", "text"] | None = None
@@ -170,6 +193,10 @@ class Settings(BaseSettings):
     def open_dev_mode(self) -> bool:
         """Without a way to verify tokens every caller is the one dev user."""
         return not (self.jwt_secret or self.jwt_jwks_url)
+
+    @property
+    def demo_page_on(self) -> bool:
+        return self.demo_page if self.demo_page is not None else self.app_env != "production"
 
     @property
     def collection_store_map(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway import record, scripts
+from gateway import record, scripts, stats
 from gateway.context import Gateway
 from gateway.ids import new_command_id, partition_of
 from gateway.keys import Keys
@@ -73,6 +73,14 @@ class WriteWindow:
     retry_after: int  # seconds left in this window
 
 
+class TooManyPending(Exception):
+    """The user has MAX_PENDING_PER_USER commands unfinished: 429 until some finish."""
+
+
+class BacklogFull(Exception):
+    """MAX_BACKLOG commands are unfinished in all: the workers are behind, 503 until they catch up."""
+
+
 class RateLimited(Exception):
     """The user is past the write rate limit; `retry_after` seconds until the window turns."""
 
@@ -130,6 +138,15 @@ def prepare(
         write_limit=limit.amount if limit else 0,
         previous_window_weight=window.previous_weight if window else 0,
         counter_ttl_seconds=2 * limit.window_seconds if limit else 0,
+        user=user,
+        quotas=scripts.Quotas(
+            max_pending_per_user=gw.settings.max_pending_per_user,
+            max_backlog=gw.settings.max_backlog,
+            pending_ttl_seconds=gw.settings.status_ttl_seconds,
+            partitions=partitions,
+        ),
+        now_ms=now,
+        stats_field=stats.accepted_field(collection, op),
     )
     return AcceptCall(
         command_id,
@@ -143,8 +160,9 @@ def prepare(
 def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     """Record the command and queue it, in one Lua script: both are written or neither is.
 
-    The same script first counts the write against the call's rate limit (RateLimited past it)
-    and looks its Idempotency-Key up: a key the user sent before with the same request answers
+    The same script first counts the write against the call's rate limit (RateLimited past it),
+    checks the quotas (TooManyPending, BacklogFull: nothing written) and looks its
+    Idempotency-Key up: a key the user sent before with the same request answers
     that first command again and writes nothing; one sent before with another request raises
     IdempotencyConflict. Check and write are one atomic step, so of two concurrent requests with
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
@@ -157,4 +175,8 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
         return Accepted(command_id=outcome[1], entity_id=outcome[2], seq=None)
     if outcome[0] == "limited":
         raise RateLimited(call.retry_after)
+    if outcome[0] == "busy":
+        raise TooManyPending()
+    if outcome[0] == "backlog":
+        raise BacklogFull()
     raise IdempotencyConflict(call.idempotency_key)

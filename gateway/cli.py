@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from gateway import record
-from gateway.accept import accept, prepare
+from gateway.accept import BacklogFull, TooManyPending, accept, prepare
 from gateway.context import Gateway
 
 
@@ -62,9 +62,16 @@ def replay(dead_letter: str) -> None:
     """Accept a dead letter's command again, as a new command of the same user."""
     gw = _gateway()
     stream, entry_id, fields = _dead_letter(gw, dead_letter)
-    dead = record.dead_command(fields)
+    try:
+        dead = record.dead_command(fields)
+    except record.PayloadNotKept as error:
+        raise click.ClickException(f"{dead_letter} cannot be replayed: {error}") from error
     call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
-    result = accept(gw, call)
+    try:
+        result = accept(gw, call)
+    except (TooManyPending, BacklogFull) as error:
+        why = "the user is at MAX_PENDING_PER_USER" if isinstance(error, TooManyPending) else "backlog full"
+        raise click.ClickException(f"{dead_letter} not replayed ({why}); try again later") from error
     gw.redis.xdel(stream, entry_id)
     click.echo(f"replayed as command {result.command_id}")
 

@@ -34,21 +34,36 @@ class DeviceRegistry:
         """Register (or refresh) the token for the user; True when it was not the user's yet."""
         owner_key, devices = self.keys.device_owner(token), self.keys.devices(user)
 
+        zadd_at = [0]  # where ZADD's reply (1: a new member) is among the transaction's replies
+
         def change(pipe: redis.client.Pipeline) -> None:
-            previous = pipe.get(owner_key)
+            previous: str | None = pipe.get(owner_key)
+            # The oldest tokens the new one pushes out; their owner keys go with them (watched:
+            # a token taken over meanwhile by another user keeps its new owner's key).
+            held: list[str] = pipe.zrevrange(devices, 0, -1)
+            trimmed = [t for t in held if t != token][MAX_DEVICES_PER_USER - 1 :]
+            owners = [self.keys.device_owner(t) for t in trimmed]
+            if owners:
+                pipe.watch(*owners)
+            theirs = [key for key in owners if pipe.get(key) == user]
             pipe.multi()
+            zadd_at[0] = 0
             if previous is not None and previous != user:
                 pipe.zrem(self.keys.devices(previous), token)
+                zadd_at[0] = 1
             pipe.zadd(devices, {token: _now_ms()})
             pipe.zremrangebyrank(devices, 0, -MAX_DEVICES_PER_USER - 1)  # keep the newest ones
             pipe.pexpire(devices, TOKEN_MAX_AGE_MS)
             pipe.set(owner_key, user, px=TOKEN_MAX_AGE_MS)
+            if theirs:
+                pipe.delete(*theirs)
 
-        added = self.redis.transaction(change, owner_key)[-4]
-        return bool(added)
+        replies: list[int] = self.redis.transaction(change, owner_key, devices)
+        return bool(replies[zadd_at[0]])
 
     def drop(self, user: str, token: str) -> bool:
-        """Forget the user's token; True when the user had it."""
+        """Forget the token if the user is its current owner; True when it was. Another user's
+        token (one the device moved to since) is left alone."""
         owner_key = self.keys.device_owner(token)
 
         def change(pipe: redis.client.Pipeline) -> None:
@@ -58,7 +73,8 @@ class DeviceRegistry:
             if owner == user:
                 pipe.delete(owner_key)
 
-        return bool(self.redis.transaction(change, owner_key)[0])
+        replies: list[int] = self.redis.transaction(change, owner_key)
+        return len(replies) == 2 and bool(replies[1])
 
     def tokens(self, user: str) -> list[str]:
         """The user's live tokens, newest first; those FCM has forgotten by now are dropped."""
@@ -74,10 +90,6 @@ class DeviceRegistry:
         for user in users:
             pipe.exists(self.keys.devices(user))
         return [bool(n) for n in pipe.execute()]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _now_ms() -> int:

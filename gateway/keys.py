@@ -32,6 +32,18 @@ class Keys:
         """Stream of dead-lettered commands, payload included, for inspection and replay."""
         return f"{self.tag(partition)}:dead"
 
+    def stats(self, partition: int) -> str:
+        """Hash of the partition's counters for /metrics, kept for the life of the deployment:
+        `acc|<collection>|<op>` accepted, `fin|<collection>|<op>|<status>` finished, `lat|<i>`
+        finished within latency bucket i (accept to finish), `lat_ms` their sum, `retries`,
+        `outages`. Written by the scripts and stages that count them, in the partition's slot."""
+        return f"{self.tag(partition)}:stats"
+
+    def dead_trimmed(self, partition: int) -> str:
+        """Counter of the partition's dead letters trimmed to keep its stream under its share of
+        MAX_DEAD_LETTERS (the oldest go first); summed into a metric."""
+        return f"{self.tag(partition)}:dead:trimmed"
+
     def lease(self, partition: int) -> str:
         """The fencing token of the one worker allowed to apply this partition now."""
         return f"{self.tag(partition)}:lease"
@@ -71,6 +83,23 @@ class Keys:
         """Prefix of the per-user rate-limit counters, which expire within two windows; the
         `limits` library adds `:{LIMITER/<user digest>/<scope>/<limit>}` (and `/-1`)."""
         return f"{self.prefix}:ratelimit"
+
+    def pending(self, user: str) -> str:
+        """Sorted set of the user's unfinished command ids, scored by acceptance time (ms): added
+        by accept.lua (refused past MAX_PENDING_PER_USER), removed by finish.lua. Empty, it is
+        gone; it also expires STATUS_TTL_SECONDS after the user's last accept or finish."""
+        return f"{self.prefix}:pending:{user}"
+
+    def backlog(self) -> str:
+        """Counter of unfinished commands in all (MAX_BACKLOG): counted up by accept.lua, down by
+        finish.lua as it deletes a stream entry, and recounted from the streams' lengths now and
+        then (see accept.lua), so that it cannot drift for long."""
+        return f"{self.prefix}:backlog"
+
+    def finished(self, user: str) -> str:
+        """List of the record keys of the user's finished commands, newest first: finish.lua
+        deletes the records beyond STATUS_RECORDS_PER_USER. Expires with the records."""
+        return f"{self.prefix}:finished:{user}"
 
     def events(self, user: str) -> str:
         """Stream of the user's notification events, bounded, replayable by id."""

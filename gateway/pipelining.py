@@ -91,7 +91,7 @@ class ScriptBatcher:
         return call.outcome
 
     def _take(self) -> list[_Call]:
-        batch = []
+        batch: list[_Call] = []
         while self._queue and len(batch) < self._max_batch:
             batch.append(self._queue.popleft())
         return batch

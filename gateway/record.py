@@ -61,6 +61,10 @@ COMMAND_ID = "c"
 # A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD, the store's
 # own ERROR text and the ERROR_TYPE, ATTEMPTS ACCEPTED_AT, and when it died (ms).
 DIED_AT = "at"
+# A payload larger than MAX_DEAD_LETTER_PAYLOAD_BYTES is not kept: PAYLOAD is '' and these say
+# what it was (its length in bytes, its SHA-1 in hex).
+PAYLOAD_SIZE = "pls"
+PAYLOAD_DIGEST = "pld"
 DEAD_LETTER_FIELDS = (
     COMMAND_ID,
     OP,
@@ -68,6 +72,8 @@ DEAD_LETTER_FIELDS = (
     ENTITY_ID,
     USER,
     PAYLOAD,
+    PAYLOAD_SIZE,
+    PAYLOAD_DIGEST,
     ERROR,
     ERROR_TYPE,
     ATTEMPTS,
@@ -198,8 +204,15 @@ class DeadCommand:
     payload: Document | None
 
 
+class PayloadNotKept(ValueError):
+    """The dead letter kept only its payload's size and digest: it cannot be accepted again."""
+
+
 def dead_command(fields: Mapping[str, str]) -> DeadCommand:
-    """The command of a dead letter's fields."""
+    """The command of a dead letter's fields; PayloadNotKept when its payload was too large to keep."""
+    if fields.get(PAYLOAD_DIGEST):
+        size, digest = fields.get(PAYLOAD_SIZE), fields[PAYLOAD_DIGEST]
+        raise PayloadNotKept(f"its payload of {size} bytes was kept only as its SHA-1 {digest}")
     return DeadCommand(
         user=fields[USER],
         op=fields[OP],  # type: ignore[arg-type]

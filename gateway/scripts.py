@@ -55,6 +55,18 @@ class Scripts:
         trip.script(self._scripts[call.name], call.keys, call.args)
 
 
+@dataclass(frozen=True)
+class Quotas:
+    """The accept script's quotas: a user's unfinished commands and all unfinished commands (0:
+    no limit), how long an idle user's pending set is kept, and the partitions whose streams'
+    lengths make the backlog when it is recounted."""
+
+    max_pending_per_user: int = 0
+    max_backlog: int = 0
+    pending_ttl_seconds: int = 7 * 24 * 3600
+    partitions: int = 1
+
+
 def accept(
     keys: Keys,
     partition: int,
@@ -69,18 +81,35 @@ def accept(
     write_limit: int = 0,
     previous_window_weight: float = 0,
     counter_ttl_seconds: int = 0,
+    user: str = "",
+    quotas: Quotas | None = None,
+    now_ms: int = 0,
+    stats_field: str,
 ) -> ScriptCall:
     """accept.lua: write the command's `record` (HSET pairs) and its stream entry, after the
-    Idempotency-Key check (`idempotency_record`, the key's record; `fingerprint`, the request's)
-    and the write rate limit (`write_counters`, this and the previous window's; `write_limit`
-    writes per window, 0 for none). KEYS: record, stream, key record, the two counters (an unused
-    key repeats the record). ARGV: command id, fingerprint, entity id, key record TTL, limit,
-    previous window's weight, counter TTL, then the record's pairs."""
+    Idempotency-Key check (`idempotency_record`, the key's record; `fingerprint`, the request's),
+    the write rate limit (`write_counters`, this and the previous window's; `write_limit`
+    writes per window, 0 for none) and the `quotas` of `user` (none: not counted against any),
+    and count it under `stats_field` of the partition's stats. KEYS: record, stream, key record,
+    the two counters (an unused key repeats the record), the user's pending set, the backlog
+    counter, stats. ARGV: command id, fingerprint, entity id, key record TTL, limit, previous
+    window's weight, counter TTL, the two quotas, now, pending set TTL, key prefix, partitions,
+    stats field, then the record's pairs."""
     record_key = keys.command(partition, command_id)
     current, previous = write_counters or (record_key, record_key)
+    quotas = quotas or Quotas()
     return ScriptCall(
         "accept",
-        [record_key, keys.stream(partition), idempotency_record or record_key, current, previous],
+        [
+            record_key,
+            keys.stream(partition),
+            idempotency_record or record_key,
+            current,
+            previous,
+            keys.pending(user),
+            keys.backlog(),
+            keys.stats(partition),
+        ],
         [
             command_id,
             fingerprint,
@@ -89,6 +118,13 @@ def accept(
             write_limit,
             previous_window_weight,
             counter_ttl_seconds,
+            quotas.max_pending_per_user,
+            quotas.max_backlog,
+            now_ms,
+            quotas.pending_ttl_seconds,
+            keys.prefix,
+            quotas.partitions,
+            stats_field,
             *record,
         ],
     )
@@ -108,6 +144,17 @@ class Finished:
     detail: str = ""  # the store's own text: for the dead letter only
 
 
+@dataclass(frozen=True)
+class DeadLetterBounds:
+    """What finish.lua keeps of dead letters and status records: dead letters per partition
+    (the oldest trimmed first), the largest payload a dead letter keeps whole (a larger one is
+    kept as its size and SHA-1), and the finished status records kept per user."""
+
+    per_partition: int = 1000
+    payload_bytes: int = 16 * 1024
+    records_per_user: int = 10_000
+
+
 def finish(
     keys: Keys,
     partition: int,
@@ -119,17 +166,37 @@ def finish(
     outbox_length: int,
     oldest_dead_letter_ms: int,
     commands: Sequence[Finished],
+    bounds: DeadLetterBounds | None = None,
 ) -> ScriptCall:
-    """finish.lua: close the commands' records, dead-letter the failed ones, write their events,
-    acknowledge and delete their entries; refused (0) without the lease `token`. KEYS: lease,
-    stream, dead letters, outbox, then per command its record and its owner's events. ARGV:
-    token, group, now, record TTL, events per user, outbox length, oldest dead letter kept, then
-    per command: entry id, command id, status, error, attempts, error type, detail."""
-    script_keys = [keys.lease(partition), keys.stream(partition), keys.dead(partition), keys.outbox()]
+    """finish.lua: close the commands' records, dead-letter the failed ones (within `bounds`),
+    write their events, take them off their owners' pending sets and the backlog, count them in
+    the partition's stats, acknowledge and delete their entries; refused (0) without the lease
+    `token`, else {1, dead letters trimmed}. KEYS: lease, stream, dead letters, outbox, backlog,
+    trimmed counter, stats, then per command its record and its owner's events, pending set and
+    finished list. ARGV: token, group, now, record TTL, events per user, outbox length, oldest
+    dead letter kept, dead letters kept, payload bytes kept, records kept per user, then per
+    command: entry id, command id, status, error (public), attempts, error type, detail (the
+    store's own text, for the dead letter only)."""
+    bounds = bounds or DeadLetterBounds()
+    script_keys = [
+        keys.lease(partition),
+        keys.stream(partition),
+        keys.dead(partition),
+        keys.outbox(),
+        keys.backlog(),
+        keys.dead_trimmed(partition),
+        keys.stats(partition),
+    ]
     args: list[Any] = [token, GROUP, now_ms, record_ttl_seconds, events_per_user, outbox_length]
-    args.append(oldest_dead_letter_ms)
+    args += [oldest_dead_letter_ms, bounds.per_partition, bounds.payload_bytes, bounds.records_per_user]
     for command in commands:
-        script_keys += [keys.command(partition, command.command_id), keys.events(command.user)]
+        user = command.user
+        script_keys += [
+            keys.command(partition, command.command_id),
+            keys.events(user),
+            keys.pending(user),
+            keys.finished(user),
+        ]
         args += [command.entry_id, command.command_id, command.status, command.error, command.attempts]
         args += [command.error_type, command.detail]
     return ScriptCall("finish", script_keys, args)

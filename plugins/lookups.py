@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from plugins.store import StoreUnavailable
 
@@ -88,3 +89,28 @@ class BoundedLookups(Generic[Value]):
         with self._lock:
             self._answering = False
             self._failed_at = at
+
+
+Key = TypeVar("Key")
+
+
+class BoundedDict(OrderedDict[Key, Value]):
+    """A dict of at most `size` entries: adding one more forgets the least recently added or
+    read one. For a process's caches keyed by names that callers choose (collections)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Key, value: Value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        try:  # one step each, so that another thread's eviction meanwhile reads as absent
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            return default

@@ -50,10 +50,12 @@ from plugins.store import (
     Access,
     Command,
     Document,
+    FieldErrors,
     Op,
     Outcome,
     Page,
     Rejected,
+    Rows,
     Store,
     StoreUnavailable,
     list_page,
@@ -148,7 +150,7 @@ class MongoStore(Store):
 
     # -- checks ------------------------------------------------------------------------------
 
-    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+    def validate(self, collection: str, op: Op, document: Document) -> FieldErrors:
         """`_id` and `_gw` are the store's; MongoDB field names do not start with `$`."""
         errors = []
         for name in document:
@@ -309,7 +311,7 @@ class MongoStore(Store):
 
     def _fetch_page(
         self, collection: str, after: str | None, count: int, access: Access | None = None
-    ) -> list[tuple[str, Document]]:
+    ) -> Rows:
         if not is_well_formed(collection):
             return []
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.

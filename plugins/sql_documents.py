@@ -13,8 +13,9 @@ everywhere; the ledger's entity ids use the same column type.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.dialects import mysql, postgresql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from plugins.store import Document, Op
 
@@ -32,6 +33,31 @@ OWNER = "owner"  # the owner column of a managed table
 def owner_index(table: str) -> str:
     """The name of a managed table's (owner, id) index, within every database's identifier limit."""
     return f"{table[:48]}_owner_ix"
+
+
+def document_table(collection: str) -> sa.Table:
+    """The managed table of `collection`, as SQLAlchemy describes it (in a MetaData of its own,
+    so that a layout the store's bounded cache forgets leaves nothing behind)."""
+    table = sa.Table(
+        collection,
+        sa.MetaData(),
+        sa.Column("id", EntityId, primary_key=True),
+        sa.Column("doc", JsonDoc, nullable=False),
+        sa.Column(OWNER, EntityId, nullable=True),
+    )
+    sa.Index(owner_index(collection), table.c[OWNER], table.c.id)
+    return table
+
+
+def create_table(writer: Engine, table: sa.Table) -> None:
+    """CREATE TABLE if missing, in its own transaction (MariaDB commits DDL implicitly)."""
+    try:
+        with writer.begin() as conn:
+            table.create(conn, checkfirst=True)
+    except exc.DBAPIError:
+        # Another worker may have created it between the check and the CREATE.
+        if not sa.inspect(writer).has_table(table.name):
+            raise
 
 
 class DocumentTable:

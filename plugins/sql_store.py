@@ -28,19 +28,22 @@ from sqlalchemy.engine import Connection
 from plugins import sql_owners
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
-from plugins.lookups import BoundedLookups
+from plugins.lookups import BoundedDict, BoundedLookups
 from plugins.names import is_well_formed
-from plugins.sql_documents import OWNER, DocumentTable, EntityId, JsonDoc, owner_index
+from plugins.sql_documents import OWNER, DocumentTable, EntityId, create_table, document_table
 from plugins.sql_engine import json_checked_columns, make_engine
+from plugins.sql_names import Uncreatable, uncreatable
 from plugins.sql_tables import MappedTable
 from plugins.store import (
     Access,
     Command,
     Document,
+    FieldErrors,
     Op,
     Outcome,
     Page,
     Rejected,
+    Rows,
     Store,
     StoreUnavailable,
     list_page,
@@ -68,6 +71,11 @@ ABSENT_TABLE_SECONDS = 2.0
 # lookup is retried in the background (writes do not wait for it then). See plugins.lookups.
 LOOKUP_WAIT_SECONDS = 1.0
 LOOKUP_RETRY_SECONDS = 2.0
+# Collections whose layout a process keeps, and those it remembers have no table: any user may
+# name any number of collections, so both are bounded (the least recently used are forgotten
+# and looked up again when they come back).
+KNOWN_TABLES = 1000
+ABSENT_TABLES = 10_000
 
 
 Layout = DocumentTable | MappedTable
@@ -90,10 +98,11 @@ class SqlStore(Store):
             sa.Column("entity_id", EntityId, primary_key=True),
             sa.Column("seq", sa.BigInteger, nullable=False),
         )
-        self._layouts: dict[str, Layout] = {}  # collections whose table exists, found once
-        self._absent: dict[str, float] = {}  # collections without a table: when that was seen
+        # Collections whose table exists, found once; those without one: when that was seen,
+        # and why the database cannot create it, if it cannot.
+        self._layouts: BoundedDict[str, Layout] = BoundedDict(KNOWN_TABLES)
+        self._absent: BoundedDict[str, tuple[float, str | None]] = BoundedDict(ABSENT_TABLES)
         self._lock = threading.Lock()
-        self._table_lock = threading.Lock()
         self._ledger_ready = False
         self._lookups = BoundedLookups(self._looked_up, wait=LOOKUP_WAIT_SECONDS, retry=LOOKUP_RETRY_SECONDS)
 
@@ -101,7 +110,7 @@ class SqlStore(Store):
 
     def setup(self) -> None:
         with self._translated():
-            self._retried(lambda: self._create(self.ledger))
+            self._retried(lambda: create_table(self.writer, self.ledger))
         self._ledger_ready = True
 
     def _layout(self, collection: str) -> Layout | None:
@@ -119,8 +128,9 @@ class SqlStore(Store):
                 return self._layouts[collection]
             with self.engine.connect() as conn:
                 inspector = sa.inspect(conn)
-                if not inspector.has_table(collection):
-                    self._absent[collection] = time.monotonic()
+                reserved = uncreatable(conn, collection) if conn.dialect.name == "sqlite" else None
+                if reserved or not inspector.has_table(collection):
+                    self._absent[collection] = (time.monotonic(), reserved or uncreatable(conn, collection))
                     return None
                 self._absent.pop(collection, None)
                 columns = inspector.get_columns(collection)
@@ -129,7 +139,7 @@ class SqlStore(Store):
                 if names in ({"id", "doc"}, {"id", "doc", OWNER}) and keys == ["id"]:
                     if OWNER not in names:
                         sql_owners.add_owner_column(self.writer, collection)
-                    layout = DocumentTable(self._document_table(collection))
+                    layout = DocumentTable(document_table(collection))
                 else:
                     layout = self._reflect(conn, collection)
             self._layouts[collection] = layout
@@ -138,7 +148,12 @@ class SqlStore(Store):
     def _recently_absent(self, collection: str) -> bool:
         """Whether "no table" was seen less than ABSENT_TABLE_SECONDS ago (and is trusted)."""
         seen_absent = self._absent.get(collection)
-        return seen_absent is not None and time.monotonic() - seen_absent < ABSENT_TABLE_SECONDS
+        return seen_absent is not None and time.monotonic() - seen_absent[0] < ABSENT_TABLE_SECONDS
+
+    def _uncreatable(self, collection: str) -> str | None:
+        """Why the collection's table cannot be created, as last seen (None: it can, or unknown)."""
+        seen_absent = self._absent.get(collection)
+        return seen_absent[1] if seen_absent else None
 
     def _reflect(self, conn: Connection, collection: str) -> MappedTable:
         table = sa.Table(collection, sa.MetaData(), autoload_with=conn)
@@ -149,44 +164,28 @@ class SqlStore(Store):
             log.warning("collection %s cannot be written: %s", collection, mapped.unusable)
         return mapped
 
-    def _document_table(self, collection: str) -> sa.Table:
-        """The managed table of `collection`, as SQLAlchemy describes it (once per name)."""
-        with self._table_lock:
-            table = self.metadata.tables.get(collection)
-            if table is None:
-                table = sa.Table(
-                    collection,
-                    self.metadata,
-                    sa.Column("id", EntityId, primary_key=True),
-                    sa.Column("doc", JsonDoc, nullable=False),
-                    sa.Column(OWNER, EntityId, nullable=True),
-                )
-                sa.Index(owner_index(collection), table.c[OWNER], table.c.id)
-            return table
-
-    def _create(self, table: sa.Table) -> None:
-        """CREATE TABLE if missing, in its own transaction (MariaDB commits DDL implicitly)."""
-        try:
-            with self.writer.begin() as conn:
-                table.create(conn, checkfirst=True)
-        except exc.DBAPIError:
-            # Another worker may have created it between the check and the CREATE.
-            if not sa.inspect(self.engine).has_table(table.name):
-                raise
-
     def _writable(self, collection: str) -> Layout:
         """The collection's layout, creating a managed table when it has no table yet."""
         if not self._ledger_ready:
             self.setup()
         layout = self._layout(collection)
         if layout is None:
-            self._create(self._document_table(collection))
+            reason = self._uncreatable(collection)
+            if reason:
+                raise Uncreatable(reason)
+            try:
+                create_table(self.writer, document_table(collection))
+            except exc.DBAPIError as error:
+                if isinstance(self._translate(error), StoreUnavailable):
+                    raise
+                cause = str(error.orig).splitlines()[0]
+                raise Uncreatable(f"the database cannot create a table {collection!r}: {cause}") from error
             self._absent.pop(collection, None)
             layout = self._layout(collection)  # a team's table created meanwhile wins
             assert layout is not None
         return layout
 
-    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+    def validate(self, collection: str, op: Op, document: Document) -> FieldErrors:
         """A team's table refuses unknown fields, wrong types and missing required columns;
         a managed table (or a collection without a table yet) takes any document.
 
@@ -194,11 +193,15 @@ class SqlStore(Store):
         database at most LOOKUP_WAIT_SECONDS (StoreUnavailable past it), and none waits while
         the database does not answer."""
         layout = self._layouts.get(collection)
-        if layout is None and (not is_well_formed(collection) or self._recently_absent(collection)):
-            return []  # the database is asked about a collection without a table every 2 s at most
-        if layout is None:
+        # The database is asked about a collection without a table every 2 s at most.
+        if layout is None and is_well_formed(collection) and not self._recently_absent(collection):
             layout = self._lookups.get(collection)
-        return [] if layout is None else layout.validate(op, document)
+        if layout is None:
+            reason = self._uncreatable(collection)
+            return (
+                [{"field": "", "message": f"not a collection this store holds: {reason}"}] if reason else []
+            )
+        return layout.validate(op, document)
 
     def _looked_up(self, collection: str) -> Layout | None:
         with self._translated():
@@ -222,9 +225,17 @@ class SqlStore(Store):
     def _apply_grouped(
         self, commands: Sequence[Command], groups: dict[str, list[int]], outcomes: list[Outcome]
     ) -> list[Outcome]:
-        layouts = {c: self._writable(c) for c in groups}
+        layouts = {}
+        for collection in groups:  # a collection that cannot be made fails its commands alone
+            try:
+                layouts[collection] = self._writable(collection)
+            except Uncreatable as error:
+                for index in groups[collection]:
+                    outcomes[index] = str(error)
         with self.writer.begin() as conn:
             for collection, indexes in groups.items():
+                if collection not in layouts:
+                    continue
                 batch = [commands[i] for i in indexes]
                 applied = self._apply_collection(conn, layouts[collection], batch)
                 for i, outcome in zip(indexes, applied, strict=True):
@@ -236,7 +247,7 @@ class SqlStore(Store):
         ids = sorted({c.entity_id for c in batch})
         ledger = self.ledger
         seqs: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]
+            conn.execute(
                 sa.select(ledger.c.entity_id, ledger.c.seq)
                 .where(ledger.c.collection == collection, ledger.c.entity_id.in_(ids))
                 .with_for_update()
@@ -328,13 +339,11 @@ class SqlStore(Store):
 
     def _fetch_page(
         self, collection: str, after: str | None, count: int, access: Access | None = None
-    ) -> list[tuple[str, Document]]:
+    ) -> Rows:
         with self._translated():
             return self._retried(lambda: self._page(collection, after, count, access))
 
-    def _page(
-        self, collection: str, after: str | None, count: int, access: Access | None
-    ) -> list[tuple[str, Document]]:
+    def _page(self, collection: str, after: str | None, count: int, access: Access | None) -> Rows:
         layout = self._layout(collection)
         if layout is None or not sql_owners.visible(layout, access):
             return []

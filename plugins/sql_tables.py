@@ -297,7 +297,7 @@ class MappedTable:
 
     # -- rows --------------------------------------------------------------------------------
 
-    def document_of(self, row: Mapping[str, Any]) -> Document:
+    def document_of(self, row: Mapping[Any, Any]) -> Document:
         return {
             name: field.from_db(row[name]) for name, field in self.fields.items() if row[name] is not None
         }

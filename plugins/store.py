@@ -36,6 +36,9 @@ Document = dict[str, Any]
 Policy = Literal["owner", "shared", "read_only"]
 #: What kind of failure a command's error is, as users see it (`gateway.public_errors`).
 ErrorType = Literal["forbidden", "conflict", "not_found", "invalid", "store_error"]
+# Named here, outside the classes: inside a store class `list` is the method of that name.
+FieldErrors = list[dict[str, str]]  # one `{"field", "message"}` per problem found
+Rows = list[tuple[str, Document]]  # (entity id, document) pairs, as a page is fetched
 
 
 class StoreUnavailable(Exception):
@@ -205,7 +208,7 @@ class Store(abc.ABC):
     def ping(self) -> None:
         """Return if the backend answers; raise (`StoreUnavailable`) otherwise."""
 
-    def validate(self, collection: str, op: Op, document: Document) -> list[dict[str, str]]:
+    def validate(self, collection: str, op: Op, document: Document) -> FieldErrors:
         """Problems the store would have with `document` (the body of a create or replace, or
         a merge patch), found before the command is accepted: one `{"field", "message"}` each.
 

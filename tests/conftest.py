@@ -1,8 +1,12 @@
-"""Fixtures shared by the test suite.
+"""Fixtures shared by every area of the test suite (each folder's conftest.py adds its own).
 
-Integration tests use the real services on this machine: Redis, PostgreSQL and MariaDB. When one
-is missing, its tests are skipped on a laptop, and fail under `CI=true`, where nothing may pass by
-skipping. Every test gets its own Redis key prefix and its own SQL databases' tables by name.
+Integration tests use the real services on this machine: Redis, PostgreSQL and MariaDB
+(tests/support/services.py says what happens when one is missing). Every test gets its own
+Redis key prefix and its own SQL databases' tables by name.
+
+Areas: api/ (HTTP routes, auth), notify/ (WebSocket, SSE, FCM), pipeline/ (accept to outcome),
+stores/ (store plugins), plugin_system/ (hooks, contract, packaging, docs), processes/ (the
+Procfile's processes, settings, logs, CLI). Test plugin modules are in plugins/.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests import services
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from app import create_app
+from tests.support import ROOT, services
+from tests.support.api import SECRET, RedisKeys
+from tests.support.notify import KEEPALIVE_SECONDS, LiveServer
+from tests.support.web import Gunicorn
 
 pytest.register_assert_rewrite("plugins.conformance")
 
@@ -88,8 +93,6 @@ def settings_env(redis_url: str, prefix: str, sqlite_url: str) -> dict[str, str]
 @pytest.fixture
 def app(settings_env: dict[str, str]) -> Any:
     """The web app on this test's Redis prefix and SQLite store."""
-    from app import create_app
-
     application = create_app({k.lower(): v for k, v in settings_env.items()})
     yield application
     application.extensions["gateway"].close()
@@ -131,3 +134,62 @@ def start_worker(
         process.wait(10)
         print(f"--- {log_path.name} (exit {process.returncode}) ---")
         print(log_path.read_text(errors="replace")[-5000:])
+
+
+@pytest.fixture
+def redis_keys(redis_url: str, prefix: str) -> Iterator[RedisKeys]:
+    """The Redis keys of this test's prefix, to show what a request wrote (or did not)."""
+    keys = RedisKeys(redis_url, prefix)
+    yield keys
+    keys.close()
+
+
+@pytest.fixture
+def make_app(settings_env: dict[str, str]) -> Iterator[Callable[..., Any]]:
+    """Build apps on this test's settings with overrides (lower-case names); closed at the end."""
+    apps: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        application = create_app({k.lower(): v for k, v in settings_env.items()} | overrides)
+        apps.append(application)
+        return application
+
+    yield make
+    for application in apps:
+        application.extensions["gateway"].close()
+
+
+@pytest.fixture
+def live_app(settings_env: dict[str, str]) -> Iterator[Any]:
+    """The app with JWT users (tokens signed with SECRET) and a short keepalive."""
+    config = {k.lower(): v for k, v in settings_env.items()}
+    application = create_app(config | {"jwt_secret": SECRET, "notify_keepalive_seconds": KEEPALIVE_SECONDS})
+    yield application
+    application.extensions["notify"].close()
+    application.extensions["gateway"].close()
+
+
+@pytest.fixture
+def live(live_app: Any) -> Iterator[LiveServer]:
+    """`live_app` served over real sockets by Werkzeug's threaded server."""
+    server = LiveServer(live_app)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def start_web(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start the `web` process as the Procfile does (gunicorn, this test's settings plus `env`);
+    each is stopped at the end of the test, and the end of its log printed."""
+    servers: list[Gunicorn] = []
+
+    def start(app: str = "wsgi:app", **env: str) -> Gunicorn:
+        server = Gunicorn(settings_env | env, tmp_path / f"web-{len(servers)}.log", app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- {server.log_path.name} ---")
+        print(server.log()[-3000:])

@@ -88,6 +88,7 @@ def pause(gw: Gateway, partition: int, reason: str) -> None:
     pipe = gw.redis.pipeline(transaction=False)
     pipe.incr(keys.outages(partition))
     pipe.expire(keys.outages(partition), OUTAGE_MEMORY_SECONDS)
+    pipe.hincrby(keys.stats(partition), "outages", 1)
     pause_ms = backoff_ms(gw.settings, pipe.execute()[0])
     log.warning("partition %s: %s, pausing %d ms", partition, reason, pause_ms)
     gw.redis.set(keys.pause(partition), 1, px=pause_ms)
@@ -138,13 +139,26 @@ class Outcomes:
                 outbox_length=settings.outbox_length,
                 oldest_dead_letter_ms=now - settings.dead_letter_days * DAY_MS,  # older ones go
                 commands=chunk,
+                bounds=scripts.DeadLetterBounds(
+                    per_partition=-(-settings.max_dead_letters // settings.partitions),
+                    payload_bytes=settings.max_dead_letter_payload_bytes,
+                    records_per_user=settings.status_records_per_user,
+                ),
             )
-            if not self.gw.scripts.run(call):
+            reply = self.gw.scripts.run(call)
+            if not reply:
                 log.warning(
                     "partition %s: lease lost before finishing; the next holder redoes it", self.partition
                 )
                 self.lease.lost.set()
                 return False
+            if int(reply[1]):
+                log.warning(
+                    "partition %s: %s oldest dead letters trimmed (MAX_DEAD_LETTERS %d in all)",
+                    self.partition,
+                    reply[1],
+                    settings.max_dead_letters,
+                )
         self.applied += sum(1 for command in finished if command.status == record.APPLIED)
         self.failed += sum(1 for command in finished if command.status == record.FAILED)
         return True
@@ -154,6 +168,7 @@ class Outcomes:
         if not self.gw.scripts.run(call):
             self.lease.lost.set()
             return False
+        self.gw.redis.hincrby(self.gw.keys.stats(self.partition), "retries", len(retries))
         return True
 
 

@@ -10,7 +10,15 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from gateway.accept import Idempotency, IdempotencyConflict, RateLimited, accept, prepare
+from gateway.accept import (
+    BacklogFull,
+    Idempotency,
+    IdempotencyConflict,
+    RateLimited,
+    TooManyPending,
+    accept,
+    prepare,
+)
 from gateway.access import may_write_at_once
 from gateway.api import (
     authenticate,
@@ -58,6 +66,8 @@ log = logging.getLogger("gateway.api")
 bp = Blueprint("commands", __name__, url_prefix="/api")
 
 RETRY_AFTER_SECONDS = "1"  # most commands are applied well within a second
+PENDING_RETRY_AFTER = "1"  # a user's commands are finished by the thousand a second
+BACKLOG_RETRY_AFTER = "5"  # the workers are behind: give them a moment, not a hammering
 REPLAYED = "Idempotent-Replayed"  # on the answer of a retry: the first request's command, nothing queued
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)  # printable ASCII, 1 to 255 characters
 
@@ -105,6 +115,24 @@ def _accepted(
         result = accept(gw, call)
     except RateLimited as error:
         raise rate_limits.too_many(limits.writes, "writes", error.retry_after) from error
+    except TooManyPending as error:
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"{gw.settings.max_pending_per_user} of your commands are not finished yet "
+            "(MAX_PENDING_PER_USER). Try again when some are.",
+            slug="too-many-pending",
+            headers={"Retry-After": PENDING_RETRY_AFTER},
+        ) from error
+    except BacklogFull as error:
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "The workers are behind (MAX_BACKLOG commands unfinished); nothing accepted is lost. "
+            "Try again later.",
+            slug="backlog-full",
+            headers={"Retry-After": BACKLOG_RETRY_AFTER},
+        ) from error
     except IdempotencyConflict as error:
         raise Problem(
             422,

@@ -37,7 +37,7 @@ def _ping_redis(settings: Settings) -> None:
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # as the shared client does (gateway.redis_client)
-    client = redis.Redis.from_url(settings.redis_url, **options)  # type: ignore[arg-type]
+    client = redis.Redis.from_url(settings.redis_url, **options)
     try:
         client.ping()
     finally:

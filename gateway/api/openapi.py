@@ -122,7 +122,10 @@ WRITE_PROBLEMS = {
         "checks; or the Idempotency-Key came before with another request. `errors` names each field."
     ),
     "503": problem(
-        "Redis (or, for a patch checked against a schema, the store) cannot be reached.", retry_after=True
+        "Redis (or, for a patch checked against a schema, the store) cannot be reached; or MAX_BACKLOG "
+        "commands are unfinished in all (`/problems/backlog-full`: the workers are behind, nothing "
+        "accepted is lost; try again after `Retry-After`).",
+        retry_after=True,
     ),
 }
 
@@ -184,13 +187,20 @@ def _operation(
         if described["auth"] == "query":
             operation["security"].append({"query_token": []})
         responses["401"] = problem("The bearer token is missing or not valid.")
-    if limits.get(described.get("limit", "")):
-        responses["429"] = problem(
-            f"Past the user's rate limit of {described['limit']} ({limits[described['limit']]}).",
-            retry_after=True,
-        )
+    kind = described.get("limit", "")
+    if limits.get(kind) or kind == "writes":
+        why = f"Past the user's rate limit of {kind} ({limits[kind]})" if limits.get(kind) else ""
+        if kind == "writes":
+            pending = "the user has MAX_PENDING_PER_USER commands unfinished (`/problems/too-many-pending`)"
+            why = f"{why}, or {pending}" if why else pending[0].upper() + pending[1:]
+        responses["429"] = problem(f"{why}.", retry_after=True)
+    responses.setdefault("405", METHOD_NOT_ALLOWED)
     operation["responses"] = responses
     return operation
+
+
+# Any path answers a method it does not take with 405 and `Allow`.
+METHOD_NOT_ALLOWED = problem("This path does not take this method; `Allow` lists those it takes.")
 
 
 def _path_parameter(app: Flask, name: str) -> dict[str, Any]:
@@ -222,6 +232,20 @@ LAST_EVENT_ID = {
     "pattern": r"^[0-9]{1,15}-[0-9]{1,15}$",
     "description": "an event id as received",
 }
+# One event of the stream, as an SSE parser reads it (OpenAPI 3.1: `schema` is each event's).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": "the notification event as JSON (`Event`)"},
+        "event": {"type": "string", "enum": ["message"]},
+        "id": {"type": "string", "description": "the event id, for Last-Event-ID"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+DEVICE_CALLS_LIMITED = problem(
+    "Past the user's 30 device registrations and removals a minute.", retry_after=True
+)
 DEVICE_TOKEN = {"type": "string", "pattern": r"^[\x21-\x2e\x30-\x7e]{1,4096}$"}
 OTHER_ROUTES: dict[str, dict[str, Any]] = {
     "sse.events": {
@@ -237,8 +261,10 @@ OTHER_ROUTES: dict[str, dict[str, Any]] = {
             {"name": "Last-Event-ID", "in": "header", "schema": LAST_EVENT_ID},
         ],
         "responses": {
-            "200": answer("The event stream.", {"type": "string"}, media="text/event-stream"),
-            "400": problem("A last event id that is not one."),
+            "200": answer(
+                "The event stream, an event a finished command.", SSE_EVENT, media="text/event-stream"
+            ),
+            "400": problem("A last event id that is not one, or a `limit` or `cursor` (this is no list)."),
             "503": problem("Redis cannot be reached.", retry_after=True),
         },
         "auth": "query",
@@ -280,6 +306,7 @@ OTHER_ROUTES: dict[str, dict[str, Any]] = {
             "413": problem("The body is larger than MAX_BODY_BYTES."),
             "415": problem("The body is not sent as application/json."),
             "422": problem("Not an object with a registration token."),
+            "429": DEVICE_CALLS_LIMITED,
             "503": problem("Redis cannot be reached.", retry_after=True),
         },
         "auth": True,
@@ -289,7 +316,8 @@ OTHER_ROUTES: dict[str, dict[str, Any]] = {
         "tags": ["notifications"],
         "responses": {
             "204": {"description": "Dropped."},
-            "404": problem("The user has no such device."),
+            "404": problem("The user has no such device, or it is registered to another user now."),
+            "429": DEVICE_CALLS_LIMITED,
             "503": problem("Redis cannot be reached.", retry_after=True),
         },
         "auth": True,

@@ -66,6 +66,23 @@ class RateLimits:
         raise too_many(item, scope, wait)
 
 
+# Device registrations and removals a user may make: a phone registers its token at each start,
+# so a few a minute is plenty; the limit keeps a client from churning Redis keys in a loop.
+DEVICE_CALLS = parse("30/minute")
+
+
+def check_devices() -> None:
+    """The devices blueprint's before_request: count a registration or removal for its user."""
+    if request.method == "OPTIONS":
+        return
+    limits: RateLimits = current_app.extensions["rate_limits"]
+    who = hashlib.blake2b(current_user().encode(), digest_size=12).hexdigest()
+    if limits.limiter.hit(DEVICE_CALLS, who, "devices"):
+        return
+    reset = limits.limiter.get_window_stats(DEVICE_CALLS, who, "devices").reset_time
+    raise too_many(DEVICE_CALLS, "device registrations", max(1, math.ceil(reset - time.time())))
+
+
 def too_many(item: RateLimitItem, scope: str, wait: int) -> Problem:
     return Problem(
         429,

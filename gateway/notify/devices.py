@@ -1,8 +1,10 @@
 """The routes of the devices a user registers for push notifications (FCM registration tokens).
 
 `POST /api/devices {"token"}` registers a device of the caller, `DELETE /api/devices/<token>`
-drops it. How tokens are kept (one owner per token, the newest few per user, forgotten after
-FCM's 270 days) is `gateway.device_registry`'s, which the push notifier reads too.
+drops it (only its current owner may). Both are rate-limited per user
+(`gateway.api.rate_limits.DEVICE_CALLS`). How tokens are kept (one owner per token, the newest
+few per user, forgotten after FCM's 270 days) is `gateway.device_registry`'s, which the push
+notifier reads too.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import re
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 
-from gateway.auth import identity_of
+from gateway.api import authenticate, current_user
+from gateway.api.rate_limits import check_devices
 from gateway.device_registry import DeviceRegistry
 from gateway.problems import Problem
 from gateway.validation import JSON_TYPES, BodyLimits, invalid, json_object
 
 bp = Blueprint("devices", __name__, url_prefix="/api/devices")
+bp.before_request(authenticate)
+bp.before_request(check_devices)  # after authentication: DEVICE_CALLS per user
 
 TOKEN = re.compile(r"[\x21-\x2e\x30-\x7e]{1,4096}")  # printable ASCII without space or '/'
 BODY_LIMITS = BodyLimits(max_depth=2, max_members=16)  # {"token": "..."} and room for a little more
@@ -29,7 +34,7 @@ def _registry() -> DeviceRegistry:
 
 
 def _user() -> str:
-    return identity_of(request).user
+    return current_user()
 
 
 def _check_token(token: object) -> str:

@@ -22,6 +22,7 @@ from gateway.auth import identity_of
 from gateway.notify.event_log import last_event_id
 from gateway.notify.hub import Hub, Subscription
 from gateway.notify.streams import open_stream
+from gateway.problems import Problem
 
 log = logging.getLogger("gateway.notify")
 
@@ -38,6 +39,11 @@ HEADERS = {
 def events() -> Response:
     settings = current_app.extensions["gateway"].settings
     identity = identity_of(request, allow_query=True)
+    if "limit" in request.args or "cursor" in request.args:
+        # /api/events is the event stream, not a collection to page through: say so rather than
+        # answer a list request with a stream.
+        detail = "/api/events is the event stream; it takes no limit or cursor."
+        raise Problem(400, "Bad Request", detail, slug="not-a-list")
     after = last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     hub: Hub = current_app.extensions["notify"]
     subscription = open_stream(
