@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import cast
 
 from plugins.names import RULE, is_collection_name
 from plugins.store import Policy
@@ -51,7 +50,7 @@ def parse_policy(name: str, text: str) -> Declaration:
         raise ValueError(
             f"collection {name!r}: unknown policy {text!r} (owner, owner(<column>), shared or read_only)"
         )
-    return Declaration(cast(Policy, text))
+    return Declaration(text)
 
 
 def parse_declarations(text: str) -> dict[str, Declaration]:
