@@ -25,7 +25,7 @@ ROOT: dict[str, str] = {}
 
 @pytest.fixture(autouse=True)
 def fresh_tokens() -> None:
-    """Tokens of this test (the helper's tokens expire within a minute): alice, bob, an operator."""
+    """Tokens made for each test: alice, bob, an operator."""
     ALICE.update(bearer(token("alice")))
     BOB.update(bearer(token("bob")))
     ROOT.update(bearer(token("root", roles=["admin"])))

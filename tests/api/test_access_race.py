@@ -24,7 +24,7 @@ BOB: dict[str, str] = {}
 
 @pytest.fixture(autouse=True)
 def fresh_tokens() -> None:
-    """Tokens of this test (the helper's tokens expire within a minute)."""
+    """Tokens made for each test."""
     ALICE.update(bearer(token("alice")))
     BOB.update(bearer(token("bob")))
 
