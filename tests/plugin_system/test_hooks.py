@@ -237,7 +237,7 @@ def test_hook_register_collections() -> None:
 
 
 def test_hook_register_collections_declares_what_the_api_serves(make_app: Any) -> None:
-    from tests.api_support import SECRET, bearer, token
+    from tests.support.api import SECRET, bearer, token
 
     app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET, collections="extra:shared")
     client = app.test_client()
@@ -251,8 +251,8 @@ def test_hook_register_collections_declares_what_the_api_serves(make_app: Any) -
 
 
 def test_hook_authorize(make_app: Any) -> None:
-    from tests.api_support import SECRET, bearer, token
     from tests.plugins.access_rules import ASKED
+    from tests.support.api import SECRET, bearer, token
 
     app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET)
     client = app.test_client()
@@ -267,7 +267,7 @@ def test_hook_authorize(make_app: Any) -> None:
 
 
 def test_hook_authorize_sees_the_stored_document_of_a_read(make_app: Any) -> None:
-    from tests.api_support import SECRET, bearer, token
+    from tests.support.api import SECRET, bearer, token
 
     app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET)
     store = app.extensions["gateway"].stores.for_collection("board")
@@ -286,7 +286,7 @@ def test_hook_authorize_sees_the_stored_document_of_a_read(make_app: Any) -> Non
 
 
 def test_hook_authorize_cannot_widen_the_policy(make_app: Any) -> None:
-    from tests.api_support import SECRET, bearer, token
+    from tests.support.api import SECRET, bearer, token
 
     class Yes:
         @hookimpl
