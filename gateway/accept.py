@@ -116,6 +116,7 @@ def prepare(
     payload: Document | None,
     idempotency: Idempotency | None = None,
     limit: WriteLimit | None = None,
+    operator: bool = False,
 ) -> AcceptCall:
     """The accept script's call for this command."""
     now = record.now_ms()
@@ -129,7 +130,7 @@ def prepare(
         partition,
         command_id=command_id,
         entity_id=entity_id,
-        record=record.new(op, collection, entity_id, user, payload, now),
+        record=record.new(op, collection, entity_id, user, payload, now, operator),
         idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
         idempotency_record=key_record,
         fingerprint=idempotency.fingerprint if idempotency else "",

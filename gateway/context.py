@@ -10,6 +10,7 @@ import redis
 from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
 from gateway.redis_client import connect
+from gateway.schemas import Collections
 from gateway.scripts import Scripts
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
@@ -35,6 +36,11 @@ class Gateway:
     @functools.cached_property
     def plugins(self) -> Plugins:
         return Plugins(self.settings)
+
+    @functools.cached_property
+    def collections(self) -> Collections:
+        """The declared collections and their policies (settings, schemas, plugins)."""
+        return Collections.from_settings(self.settings, self.plugins.collections())
 
     @functools.cached_property
     def stores(self) -> StoreRouter:

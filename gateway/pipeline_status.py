@@ -47,7 +47,7 @@ from gateway.stats import Totals
 # Dead letters grouped by collection and error at most (the newest ones, spread over partitions).
 DEAD_LETTER_SCAN = 10_000
 # A dead letter's error type, when the finish script records one (else the error text is grouped).
-ERROR_TYPE = getattr(record, "ERROR_TYPE", "et")
+ERROR_TYPE = record.ERROR_TYPE  # a dead letter's public error type
 ERROR_SHOWN_CHARS = 160
 
 

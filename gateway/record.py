@@ -23,17 +23,21 @@ from plugins.store import Command, Document, Op
 
 if TYPE_CHECKING:
     from gateway.context import Gateway
+    from gateway.schemas import Collections
 
 # The record's fields (hash `Keys.command`).
 OP = "op"  # create, replace, patch or delete
 COLLECTION = "col"
 ENTITY_ID = "eid"
 USER = "uid"  # the owner: the only user who may see the status and gets the events
+OPERATOR = "adm"  # "1" when the user was an operator (may change any document); absent otherwise
 STATUS = "st"  # PENDING until the command finishes, then APPLIED or FAILED
 ATTEMPTS = "att"  # attempts made so far
 ACCEPTED_AT = "acc"  # ms
 FINISHED_AT = "fin"  # ms, once finished
-ERROR = "err"  # the last attempt's error ('' or absent: none)
+# The last attempt's error as users see it ('' or absent: none); a dead letter's: the store's text.
+ERROR = "err"
+ERROR_TYPE = "ety"  # the error's type (gateway.public_errors), once failed
 NEXT_ATTEMPT_AT = "nxt"  # ms: a pending command that failed is not tried again before this
 PAYLOAD = "pl"  # the document or merge patch as JSON, until the command finishes
 FIELDS = (
@@ -41,19 +45,21 @@ FIELDS = (
     COLLECTION,
     ENTITY_ID,
     USER,
+    OPERATOR,
     STATUS,
     ATTEMPTS,
     ACCEPTED_AT,
     FINISHED_AT,
     ERROR,
+    ERROR_TYPE,
     NEXT_ATTEMPT_AT,
     PAYLOAD,
 )
 
 # A partition stream entry's one field, and a dead letter's first: the command id.
 COMMAND_ID = "c"
-# A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD ERROR
-# ATTEMPTS ACCEPTED_AT, and when it died (ms).
+# A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD, the store's
+# own ERROR text and the ERROR_TYPE, ATTEMPTS ACCEPTED_AT, and when it died (ms).
 DIED_AT = "at"
 # A payload larger than MAX_DEAD_LETTER_PAYLOAD_BYTES is not kept: PAYLOAD is '' and these say
 # what it was (its length in bytes, its SHA-1 in hex).
@@ -69,6 +75,7 @@ DEAD_LETTER_FIELDS = (
     PAYLOAD_SIZE,
     PAYLOAD_DIGEST,
     ERROR,
+    ERROR_TYPE,
     ATTEMPTS,
     ACCEPTED_AT,
     DIED_AT,
@@ -78,7 +85,7 @@ PENDING, APPLIED, FAILED = "pending", "applied", "failed"
 STATUSES = (PENDING, APPLIED, FAILED)
 
 # What a drain job reads of each entry's record (HMGET, in this order).
-WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS)
+WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS, OPERATOR)
 
 
 def now_ms() -> int:
@@ -103,9 +110,19 @@ def decode_payload(raw: str | None) -> Document | None:
     return orjson.loads(raw) if raw else None
 
 
-def new(op: Op, collection: str, entity_id: str, user: str, payload: Document | None, now: int) -> list[Any]:
+def new(
+    op: Op,
+    collection: str,
+    entity_id: str,
+    user: str,
+    payload: Document | None,
+    now: int,
+    operator: bool = False,
+) -> list[Any]:
     """A new pending record, as HSET's field/value pairs."""
     fields: list[Any] = [OP, op, COLLECTION, collection, ENTITY_ID, entity_id, USER, user]
+    if operator:
+        fields += [OPERATOR, 1]  # only then: two fields less per pending command otherwise
     fields += [STATUS, PENDING, ATTEMPTS, 0, ACCEPTED_AT, now]
     if payload is not None:
         fields += [PAYLOAD, encode_payload(payload)]
@@ -123,9 +140,11 @@ class Work:
     due_ms: int
 
 
-def work(command_id: str, seq: int, values: Sequence[str | None]) -> Work | None:
-    """The pending command in an HMGET reply of WORK_FIELDS; None when the record is gone or
-    the command finished."""
+def work(
+    command_id: str, seq: int, values: Sequence[str | None], collections: Collections | None = None
+) -> Work | None:
+    """The pending command in an HMGET reply of WORK_FIELDS, with the access its store is told
+    (from `collections`, the declarations); None when the record is gone or the command finished."""
     record = dict(zip(WORK_FIELDS, values, strict=False))
     if record.get(STATUS) != PENDING:
         return None
@@ -136,6 +155,9 @@ def work(command_id: str, seq: int, values: Sequence[str | None]) -> Work | None
         collection=record[COLLECTION],  # type: ignore[arg-type]
         entity_id=record[ENTITY_ID],  # type: ignore[arg-type]
         payload=decode_payload(record.get(PAYLOAD)),
+        access=collections.access(record[COLLECTION] or "", record[USER] or "", record.get(OPERATOR) == "1")
+        if collections is not None
+        else None,
     )
     attempts, due = int(record[ATTEMPTS] or 0), int(record[NEXT_ATTEMPT_AT] or 0)
     return Work(command=command, user=record[USER] or "", attempts=attempts, due_ms=due)
@@ -164,6 +186,7 @@ def status(command_id: str, record: Mapping[str, str]) -> dict[str, Any]:
         "accepted_at": iso(record.get(ACCEPTED_AT)),
         "finished_at": iso(record.get(FINISHED_AT)),
         "error": record.get(ERROR) or None,
+        "error_type": record.get(ERROR_TYPE) or None,
     }
     if record.get(NEXT_ATTEMPT_AT) and record[STATUS] == PENDING:
         shown["next_attempt_at"] = iso(record[NEXT_ATTEMPT_AT])

@@ -138,8 +138,10 @@ class Finished:
     command_id: str
     user: str
     status: str  # record.APPLIED or record.FAILED
-    error: str
+    error: str  # the public message ('' when applied): what the status and the event show
     attempts: int
+    error_type: str = ""  # '' when applied (gateway.public_errors)
+    detail: str = ""  # the store's own text: for the dead letter only
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def finish(
     trimmed counter, stats, then per command its record and its owner's events, pending set and
     finished list. ARGV: token, group, now, record TTL, events per user, outbox length, oldest
     dead letter kept, dead letters kept, payload bytes kept, records kept per user, then per
-    command: entry id, command id, status, error, attempts."""
+    command: entry id, command id, status, error (public), attempts, error type, detail (the
+    store's own text, for the dead letter only)."""
     bounds = bounds or DeadLetterBounds()
     script_keys = [
         keys.lease(partition),
@@ -195,6 +198,7 @@ def finish(
             keys.finished(user),
         ]
         args += [command.entry_id, command.command_id, command.status, command.error, command.attempts]
+        args += [command.error_type, command.detail]
     return ScriptCall("finish", script_keys, args)
 
 

@@ -42,12 +42,18 @@ from typing import Any
 
 import pytest
 
-from plugins.store import Command, Document, Op, Rejected, Store
+from plugins.conformance_access import OwnershipConformance
+from plugins.store import Command, Document, Op, Outcome, Rejected, Store
 
 
 def cmd(seq: int, op: Op, collection: str, entity_id: str, payload: Document | None = None) -> Command:
     """A command as a store receives it; `seq` is its acceptance order (and names the command)."""
     return Command(f"cmd-{seq}", seq, op, collection, entity_id, payload)
+
+
+def refused(outcome: Outcome) -> bool:
+    """Whether `outcome` says the command was refused (a `Rejected`, or a non-empty reason)."""
+    return isinstance(outcome, Rejected) or (isinstance(outcome, str) and bool(outcome))
 
 
 def as_json(value: Any) -> str:
@@ -64,8 +70,9 @@ def walk(store: Store, collection: str, limit: int) -> list[list[Document]]:
     return [page.items for page in pages]
 
 
-class StoreConformance:
-    """The store contract, as tests; subclasses provide the `store` fixture."""
+class StoreConformance(OwnershipConformance):
+    """The store contract, as tests; subclasses provide the `store` fixture. The ownership tests
+    (`plugins.conformance_access`) are part of it."""
 
     @pytest.fixture
     def store(self) -> Store:
@@ -145,7 +152,7 @@ class StoreConformance:
         batch = [cmd(2, "create", collection, "b", {"v": 2}), cmd(3, "create", collection, "a", {"v": 3})]
         outcomes = store.apply(batch)
         assert outcomes[0] is None
-        assert isinstance(outcomes[1], str) and outcomes[1]
+        assert refused(outcomes[1])
         assert store.get(collection, "a") == {"v": 1}
         assert store.get(collection, "b") == {"v": 2}
 
@@ -153,13 +160,13 @@ class StoreConformance:
         self, store: Store, collection: str
     ) -> None:
         [outcome] = store.apply([cmd(1, "patch", collection, "a", {"v": 1})])
-        assert isinstance(outcome, str) and outcome
+        assert refused(outcome)
         assert store.get(collection, "a") is None
 
     def test_an_unknown_op_is_rejected_not_taken_for_a_delete(self, store: Store, collection: str) -> None:
         store.apply([cmd(1, "create", collection, "a", {"v": 1})])
         [outcome] = store.apply([cmd(2, "remove", collection, "a")])  # type: ignore[arg-type]
-        assert isinstance(outcome, str) and outcome
+        assert refused(outcome)
         assert store.get(collection, "a") == {"v": 1}
 
     def test_commands_on_one_entity_apply_in_batch_order(self, store: Store, collection: str) -> None:
@@ -273,7 +280,7 @@ class StoreConformance:
             [outcome] = store.apply([cmd(2, op, collection, "a", document)])
         except Rejected:
             outcome = "raised"
-        assert isinstance(outcome, str) and outcome
+        assert refused(outcome)
         assert store.get(collection, "a") == {"v": 1}
 
     # -- reads ---------------------------------------------------------------------------------

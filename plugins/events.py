@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
-FIELDS = ("type", "command_id", "op", "collection", "entity_id", "status", "error")
+FIELDS = ("type", "command_id", "op", "collection", "entity_id", "status", "error", "error_type")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Event:
     collection: str
     entity_id: str
     status: str  # applied or failed
-    error: str | None
+    error: str | None  # a public message, never a store's own text
+    error_type: str | None = None  # forbidden, conflict, not_found, invalid, store_error, ...
 
     @classmethod
     def from_log(cls, event_id: str, user: str, body: str) -> Event:

@@ -25,6 +25,7 @@ class Folded:
     outcomes: list[Outcome] = field(default_factory=list)  # one per command, in order
     documents: dict[str, Document | None] = field(default_factory=dict)  # changed: new doc, None: absent
     seqs: dict[str, int] = field(default_factory=dict)  # changed: the seq of the last command applied
+    owners: dict[str, str | None] = field(default_factory=dict)  # changed: the owner after (None: none)
 
 
 def fold(
@@ -32,14 +33,18 @@ def fold(
     last_seqs: Mapping[str, int],
     documents: Mapping[str, Document | None],
     apply: Apply = Command.apply_to,
+    owners: Mapping[str, str | None] | None = None,
 ) -> Folded:
     """Fold `commands` (of one collection, in order) into their entities, by id.
 
     `last_seqs` holds the ledger's seq of each entity that has one, `documents` the stored
     document of each entity that has one. A command whose seq is not above its entity's last is
     skipped (outcome None: applied before); one that `apply` rejects gets the reason as outcome
-    and changes nothing.
+    and changes nothing. `owners` holds the recorded owner of each entity that has one: a
+    command another user may not make (`Command.owner_after`) is refused the same way, and
+    `Folded.owners` holds each changed entity's owner after the batch.
     """
+    owners = owners or {}
     folded = Folded()
     for command in commands:
         entity = command.entity_id
@@ -47,12 +52,15 @@ def fold(
             folded.outcomes.append(None)  # applied before: a re-delivery, or a stale worker
             continue
         current = folded.documents[entity] if entity in folded.documents else documents.get(entity)
+        owner = folded.owners[entity] if entity in folded.owners else owners.get(entity)
         try:
+            owner = command.owner_after(current, owner)
             document = apply(command, current)
         except Rejected as reason:
-            folded.outcomes.append(str(reason))
+            folded.outcomes.append(reason)
             continue
         folded.documents[entity] = document
+        folded.owners[entity] = owner if document is not None else None
         folded.seqs[entity] = command.seq
         folded.outcomes.append(None)
     return folded

@@ -7,6 +7,7 @@ Plugins load in this order: the built-in modules (`DEFAULT_PLUGINS`), the module
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Iterable
@@ -81,6 +82,25 @@ class Plugins:
                     raise PluginError(f"two plugins provide a store named {store.name!r}")
                 found[store.name] = store
         return found
+
+    def collections(self) -> dict[str, str]:
+        """The collections the plugins declare, by name, with their policy text."""
+        found: dict[str, str] = {}
+        for declared in self.pm.hook.register_collections(settings=self.settings):
+            for name, policy in (declared or {}).items():
+                found.setdefault(name, policy)
+        return found
+
+    @functools.cached_property
+    def authorizes(self) -> bool:
+        """Whether any plugin implements `authorize` (the web side skips the call otherwise)."""
+        return bool(self.pm.hook.authorize.get_hookimpls())
+
+    def authorize(self, **question: Any) -> bool:
+        """False when any plugin's `authorize` refuses `question` (see plugins/hookspecs.py)."""
+        if not self.authorizes:
+            return True
+        return all(answer is not False for answer in self.pm.hook.authorize(**question))
 
     def notifiers(self, services: NotifierServices) -> list[Notifier]:
         """Every notifier the plugins provide for these settings (FCM, webhooks, ...), handed

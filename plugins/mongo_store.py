@@ -44,8 +44,10 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, 
 
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
+from plugins.mongo_owners import META, owner_indexes, owner_of, readable, stored_meta
 from plugins.names import is_well_formed
 from plugins.store import (
+    Access,
     Command,
     Document,
     FieldErrors,
@@ -62,7 +64,6 @@ from settings import Settings
 
 log = logging.getLogger("gateway.mongo_store")
 
-META = "_gw"  # the gateway's field in each stored document: {"seq", "deleted", "at"}
 STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
 MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
@@ -112,6 +113,7 @@ class MongoStore(Store):
         self.timeout_ms = timeout_ms
         self._client = client
         self._transactions = transactions
+        self._indexed: set[str] = set()  # collections whose owner index exists
 
     @functools.cached_property
     def client(self) -> pymongo.MongoClient[Document]:
@@ -166,6 +168,7 @@ class MongoStore(Store):
             return outcomes
         groups = by_collection(commands)
         with self._translated(writing=True):
+            self._index_owners(commands)
             if self.transactions():
                 plans = self._apply_in_transaction(commands, groups)
             else:
@@ -229,11 +232,16 @@ class MongoStore(Store):
         stored = {d["_id"]: d for d in found}
         seqs = {entity: _seq(document) for entity, document in stored.items()}
         documents = {entity: _document(document) for entity, document in stored.items()}
-        folded = fold([commands[i] for i in indexes], seqs, documents, self._apply_valid)
+        access = commands[indexes[0]].access  # one collection: one policy, one owner field
+        owners = {entity: owner_of(document, access) for entity, document in stored.items()}
+        batch = [commands[i] for i in indexes]
+        folded = fold(batch, seqs, documents, self._apply_valid, owners)
         plan.outcomes = dict(zip(indexes, folded.outcomes, strict=True))
         plan.seqs = folded.seqs
+        owned = access is not None and access.owned and access.owner_field is None
         for entity, document in folded.documents.items():
-            body = _stored_form(entity, plan.seqs[entity], document)
+            owner = folded.owners.get(entity) if owned else stored_meta(stored.get(entity)).get("owner")
+            body = _stored_form(entity, plan.seqs[entity], document, owner)
             _check_encodable(collection, entity, body)
             if entity in stored:
                 plan.writes.append(ReplaceOne({"_id": entity, **_unchanged(stored[entity])}, body))
@@ -246,7 +254,13 @@ class MongoStore(Store):
         problems = self.validate(command.collection, command.op, command.payload or {})
         if problems:
             raise Rejected("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-        return command.apply_to(current)
+        document = command.apply_to(current)
+        return None if document is None else command.stamp_owner(current, document)
+
+    def _index_owners(self, commands: Sequence[Command]) -> None:
+        """Index the owners of each collection of policy `owner`, once per process."""
+        for collection, owner_field in owner_indexes(commands, self._indexed):
+            self._collection(collection).create_index([(owner_field, 1), ("_id", 1)])
 
     def _write(self, plan: Plan, session: ClientSession | None) -> None:
         """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
@@ -285,21 +299,23 @@ class MongoStore(Store):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, collection: str, entity_id: str) -> Document | None:
+    def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
         if not is_well_formed(collection):
             return None
         with self._translated():
-            found = self._collection(collection).find_one({"_id": entity_id, **LIVE})
+            found = self._collection(collection).find_one({"_id": entity_id, **LIVE, **readable(access)})
         return _document(found)
 
-    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        return list_page(self._fetch_page, collection, limit, cursor)
+    def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
+        return list_page(functools.partial(self._fetch_page, access=access), collection, limit, cursor)
 
-    def _fetch_page(self, collection: str, after: str | None, count: int) -> Rows:
+    def _fetch_page(
+        self, collection: str, after: str | None, count: int, access: Access | None = None
+    ) -> Rows:
         if not is_well_formed(collection):
             return []
         # `$gte: ""` keeps to string ids: documents a team stored with ObjectIds are not entities.
-        query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE}
+        query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE, **readable(access)}
         with self._translated():
             found = self._collection(collection).find(query).sort("_id", 1).limit(count)
             return [(d["_id"], _document(d)) for d in found]  # type: ignore[misc]
@@ -339,10 +355,11 @@ def _document(stored: Document | None) -> Document | None:
     return {k: v for k, v in stored.items() if k not in STORE_FIELDS}
 
 
-def _stored_form(entity_id: str, seq: int, document: Document | None) -> Document:
+def _stored_form(entity_id: str, seq: int, document: Document | None, owner: str | None = None) -> Document:
     if document is None:
         return {"_id": entity_id, META: {"seq": seq, "deleted": True, "at": dt.datetime.now(dt.UTC)}}
-    return {"_id": entity_id, META: {"seq": seq}, **document}
+    meta: Document = {"seq": seq} if owner is None else {"seq": seq, "owner": owner}
+    return {"_id": entity_id, META: meta, **document}
 
 
 def _unchanged(stored: Document) -> Document:

@@ -8,6 +8,7 @@ MySQL read committed, so that concurrent inserts of neighbouring ids do not dead
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from typing import Any
@@ -133,3 +134,28 @@ def _switch_to_wal(cursor: Any) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+JSON_VALID = re.compile(r"json_valid\(`([^`]+)`\)", re.IGNORECASE)  # MariaDB's check of a JSON column
+
+
+def json_checked_columns(conn: Connection, table_name: str) -> set[str]:
+    """MariaDB's JSON columns: LONGTEXT with a column-level `json_valid(column)` CHECK.
+
+    MySQL has a JSON type of its own, and no such rows: its JSON columns reflect as JSON.
+    """
+    query = sa.text(
+        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+    )
+    try:
+        clauses = conn.execute(query, {"table": table_name}).scalars().all()
+    except sa.exc.DBAPIError:  # a MySQL before 8.0.16 has no such view
+        conn.rollback()
+        return set()
+    found = set()
+    for clause in clauses:
+        match = JSON_VALID.fullmatch(clause.strip())
+        if match:
+            found.add(match.group(1))
+    return found

@@ -25,15 +25,17 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
+from plugins import sql_owners
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedDict, BoundedLookups
 from plugins.names import is_well_formed
-from plugins.sql_documents import DocumentTable, EntityId, create_table, document_table
-from plugins.sql_engine import make_engine
+from plugins.sql_documents import OWNER, DocumentTable, EntityId, create_table, document_table
+from plugins.sql_engine import json_checked_columns, make_engine
 from plugins.sql_names import Uncreatable, uncreatable
-from plugins.sql_tables import MappedTable, json_checked_columns
+from plugins.sql_tables import MappedTable
 from plugins.store import (
+    Access,
     Command,
     Document,
     FieldErrors,
@@ -114,8 +116,9 @@ class SqlStore(Store):
     def _layout(self, collection: str) -> Layout | None:
         """How `collection` is stored, when its table exists; None when it does not (yet).
 
-        A table of exactly the columns `id` (primary key) and `doc` is a managed one; any other
-        is a team's table, reflected once per process and mapped column by column.
+        A table of exactly the columns `id` (primary key), `doc` and `owner` is a managed one
+        (one of `id` and `doc` only, an earlier version's, gets its `owner` column now); any
+        other is a team's table, reflected once per process and mapped column by column.
         """
         layout = self._layouts.get(collection)
         if layout is not None or not is_well_formed(collection):
@@ -132,7 +135,10 @@ class SqlStore(Store):
                 self._absent.pop(collection, None)
                 columns = inspector.get_columns(collection)
                 keys = inspector.get_pk_constraint(collection)["constrained_columns"]
-                if {c["name"] for c in columns} == {"id", "doc"} and keys == ["id"]:
+                names = {c["name"] for c in columns}
+                if names in ({"id", "doc"}, {"id", "doc", OWNER}) and keys == ["id"]:
+                    if OWNER not in names:
+                        sql_owners.add_owner_column(self.writer, collection)
                     layout = DocumentTable(document_table(collection))
                 else:
                     layout = self._reflect(conn, collection)
@@ -247,9 +253,16 @@ class SqlStore(Store):
                 .with_for_update()
             ).all()
         )
-        before = layout.read_for_update(conn, ids)
-        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout))
-        layout.write(conn, before, folded.documents)
+        access = batch[0].access  # one collection: one policy, one owner column
+        refused = sql_owners.refusal(layout, access)
+        if refused:
+            return [Rejected(refused, "forbidden") for _ in batch]
+        before, owners = sql_owners.read_owned(conn, layout, ids, access)
+        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout), owners)
+        if isinstance(layout, DocumentTable):
+            layout.write(conn, before, folded.documents, folded.owners if access and access.owned else None)
+        else:
+            layout.write(conn, before, folded.documents)
         self._write_ledger(conn, collection, seqs, folded.seqs)
         return folded.outcomes
 
@@ -307,30 +320,38 @@ class SqlStore(Store):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, collection: str, entity_id: str) -> Document | None:
+    def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
         with self._translated():
-            return self._retried(lambda: self._get(collection, entity_id))
+            return self._retried(lambda: self._get(collection, entity_id, access))
 
-    def _get(self, collection: str, entity_id: str) -> Document | None:
+    def _get(self, collection: str, entity_id: str, access: Access | None) -> Document | None:
         layout = self._layout(collection)
-        if layout is None:
+        if layout is None or not sql_owners.visible(layout, access):
             return None
         with self.engine.connect() as conn:
-            return layout.get(conn, entity_id)
+            if isinstance(layout, DocumentTable):
+                return layout.get(conn, entity_id, access.reader if access else None)
+            return sql_owners.check_visible(layout.get(conn, entity_id), layout, access)
 
-    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        return list_page(self._fetch_page, collection, limit, cursor)
+    def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
+        fetch = functools.partial(self._fetch_page, access=access)
+        return list_page(fetch, collection, limit, cursor)
 
-    def _fetch_page(self, collection: str, after: str | None, count: int) -> Rows:
+    def _fetch_page(
+        self, collection: str, after: str | None, count: int, access: Access | None = None
+    ) -> Rows:
         with self._translated():
-            return self._retried(lambda: self._page(collection, after, count))
+            return self._retried(lambda: self._page(collection, after, count, access))
 
-    def _page(self, collection: str, after: str | None, count: int) -> Rows:
+    def _page(self, collection: str, after: str | None, count: int, access: Access | None) -> Rows:
         layout = self._layout(collection)
-        if layout is None:
+        if layout is None or not sql_owners.visible(layout, access):
             return []
+        reader, column = (access.reader, access.owner_field) if access else (None, None)
         with self.engine.connect() as conn:
-            return layout.page(conn, after, count)
+            if isinstance(layout, DocumentTable):
+                return layout.page(conn, after, count, reader)
+            return layout.page(conn, after, count, (column, reader) if column and reader else None)
 
     def ping(self) -> None:
         with self._translated():
@@ -362,6 +383,8 @@ def _apply_to_table(layout: Layout, command: Command, current: Document | None) 
     if refused:
         raise Rejected(refused)
     document = command.apply_to(current)
+    if document is not None:
+        document = command.stamp_owner(current, document)
     refused = layout.refuse_document(document) if document is not None else None
     if refused:
         raise Rejected(f"{command.collection}/{command.entity_id}: {refused}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ from plugins.store import Document, Op
 Kind = Literal["string", "integer", "number", "boolean", "date", "datetime", "time", "uuid", "json", "other"]
 KEY_KINDS = frozenset({"string", "integer", "uuid"})  # what a primary key holding entity ids may be
 KEY_PARAM = "_gw_key"  # bind parameter of the key in executemany updates and deletes
-JSON_VALID = re.compile(r"json_valid\(`([^`]+)`\)", re.IGNORECASE)  # MariaDB's check of a JSON column
 TYPE_NAMES: dict[str, str] = {
     "string": "a string",
     "integer": "an integer",
@@ -363,37 +361,19 @@ class MappedTable:
         row = conn.execute(query).first()
         return None if row is None else self.document_of(row._mapping)
 
-    def page(self, conn: Connection, after: str | None, limit: int) -> list[tuple[str, Document]]:
-        """Up to `limit` documents after the id `after`, in key order, each with its id."""
+    def page(
+        self, conn: Connection, after: str | None, limit: int, owner: tuple[str, str] | None = None
+    ) -> list[tuple[str, Document]]:
+        """Up to `limit` documents after the id `after`, in key order, each with its id; with
+        `owner` (column, user), only the rows whose column holds the user."""
         if self.unusable:
             return []
         assert self.key is not None
         query = sa.select(self.key, *self.columns).order_by(self.key).limit(limit)
+        query = query if owner is None else query.where(self.table.c[owner[0]] == owner[1])
         if after is not None:
             try:
                 query = query.where(self.key > self.key_of(after))
             except ValueError as error:
                 raise ValueError("invalid cursor") from error
         return [(self.id_of(row[0]), self.document_of(row._mapping)) for row in conn.execute(query)]
-
-
-def json_checked_columns(conn: Connection, table_name: str) -> set[str]:
-    """MariaDB's JSON columns: LONGTEXT with a column-level `json_valid(column)` CHECK.
-
-    MySQL has a JSON type of its own, and no such rows: its JSON columns reflect as JSON.
-    """
-    query = sa.text(
-        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-        "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-    )
-    try:
-        clauses = conn.execute(query, {"table": table_name}).scalars().all()
-    except sa.exc.DBAPIError:  # a MySQL before 8.0.16 has no such view
-        conn.rollback()
-        return set()
-    found = set()
-    for clause in clauses:
-        match = JSON_VALID.fullmatch(clause.strip())
-        if match:
-            found.add(match.group(1))
-    return found

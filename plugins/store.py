@@ -11,6 +11,12 @@ A store applies commands that the gateway has already accepted and validated. It
   gateway then waits and retries without counting an attempt against the command.
 - Refused is final: raise `Rejected` when the backend refuses a document (PostgreSQL's jsonb
   refuses the NUL character); the gateway then fails the command instead of retrying it.
+- Ownership is checked where the write is applied. A command of a collection with policy `owner`
+  carries an `Access` (`Command.access`): the store records the command's user as the owner of a
+  document the command creates, and refuses (`Forbidden`, as the command's outcome) another user's
+  write to an existing document, in the same transaction as the write and the ledger, so that no
+  race slips past. `get` and `list` with an `Access` of policy `owner` show only the user's own
+  documents (an operator's: every one). `Command.owner_after` holds the rule.
 
 `plugins.conformance.StoreConformance` holds the tests every store passes.
 """
@@ -27,6 +33,9 @@ from plugins.merge_patch import merge_patch
 
 Op = Literal["create", "replace", "patch", "delete"]
 Document = dict[str, Any]
+Policy = Literal["owner", "shared", "read_only"]
+#: What kind of failure a command's error is, as users see it (`gateway.public_errors`).
+ErrorType = Literal["forbidden", "conflict", "not_found", "invalid", "store_error"]
 # Named here, outside the classes: inside a store class `list` is the method of that name.
 FieldErrors = list[dict[str, str]]  # one `{"field", "message"}` per problem found
 Rows = list[tuple[str, Document]]  # (entity id, document) pairs, as a page is fetched
@@ -38,7 +47,56 @@ class StoreUnavailable(Exception):
 
 class Rejected(Exception):
     """This command can never apply (create of an existing entity, patch of a missing one, a
-    document the backend refuses)."""
+    document the backend refuses). `error_type` says which kind of refusal it is; the message is
+    for logs and dead letters (users see a public one of the type)."""
+
+    def __init__(self, message: str = "", error_type: ErrorType = "invalid") -> None:
+        super().__init__(message)
+        self.error_type: ErrorType = error_type
+
+
+class Forbidden(Rejected):
+    """The command's user may not change this document (another user owns it)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, "forbidden")
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who a write or read is for, and what the collection's declaration asks of the store.
+
+    - `user`: the user the command or read is for (a command's author).
+    - `operator`: the user may read and change every document (an owner is still recorded
+      when an operator creates one).
+    - `policy`: the collection's policy. Only `owner` asks anything of a store: record the owner
+      of a new document, refuse another user's write (`Forbidden`), and show a reader only the
+      documents the reader owns. `shared` and `read_only` are decided by the gateway.
+    - `owner_field`: for a declared existing table, the column (field) that holds the owner;
+      None: the store's own place (a managed table's owner column, a document's hidden field).
+    - `declared`: False for a collection that no declaration names (development only): a store
+      may then use only a table or collection of its own making, never one it merely finds.
+    """
+
+    user: str
+    operator: bool = False
+    policy: Policy = "owner"
+    owner_field: str | None = None
+    declared: bool = True
+
+    @property
+    def owned(self) -> bool:
+        """Whether the store records and checks owners for this access."""
+        return self.policy == "owner"
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether a document of this owner (None: none recorded) may be read."""
+        return not self.owned or self.operator or owner == self.user
+
+    @property
+    def reader(self) -> str | None:
+        """The owner a read filters on; None: every document."""
+        return self.user if self.owned and not self.operator else None
 
 
 @dataclass(frozen=True)
@@ -51,6 +109,33 @@ class Command:
     collection: str
     entity_id: str
     payload: Document | None  # the document (create, replace), the merge patch, or None (delete)
+    access: Access | None = None  # who sent it; None: a trusted caller, no owner recorded or checked
+
+    def owner_after(self, current: Document | None, owner: str | None) -> str | None:
+        """The entity's owner after this command, given its document and owner before.
+
+        Raises `Forbidden` when the collection's policy is `owner`, the document exists and the
+        command's user neither owns it nor is an operator. A document created by the command
+        belongs to its user; an existing one keeps its owner; without an owner policy, None.
+        """
+        access = self.access
+        if access is None or not access.owned:
+            return owner
+        if current is None:
+            return access.user if self.op in ("create", "replace") else None
+        if owner != access.user and not access.operator:
+            raise Forbidden(f"{self.collection}/{self.entity_id} belongs to another user")
+        return owner
+
+    def stamp_owner(self, current: Document | None, document: Document) -> Document:
+        """`document` with the owner in its declared owner field (`Access.owner_field`): the
+        creator's user id for a new document, the stored owner for an existing one, whatever the
+        command's payload says. Unchanged without an owner field."""
+        access = self.access
+        if access is None or not access.owned or access.owner_field is None:
+            return document
+        owner = current.get(access.owner_field) if current is not None else access.user
+        return {**document, access.owner_field: owner}
 
     def apply_to(self, current: Document | None) -> Document | None:
         """The entity's document after this command, given the one before (None: absent).
@@ -59,13 +144,13 @@ class Command:
         """
         if self.op == "create":
             if current is not None:
-                raise Rejected(f"{self.collection}/{self.entity_id} already exists")
+                raise Rejected(f"{self.collection}/{self.entity_id} already exists", "conflict")
             return dict(self.payload or {})
         if self.op == "replace":
             return dict(self.payload or {})
         if self.op == "patch":
             if current is None:
-                raise Rejected(f"{self.collection}/{self.entity_id} does not exist")
+                raise Rejected(f"{self.collection}/{self.entity_id} does not exist", "not_found")
             return merge_patch(current, self.payload)
         if self.op == "delete":
             return None  # absent afterwards, whether it was there or not
@@ -80,7 +165,9 @@ class Page:
     next: str | None
 
 
-Outcome = str | None  # None: applied (or already applied); a string: the command was rejected
+#: None: applied (or applied before); a `Rejected`: the command was refused, of its error type; a
+#: string: refused, of type `invalid` (the form of stores written before error types).
+Outcome = Rejected | str | None
 
 
 class Store(abc.ABC):
@@ -93,19 +180,25 @@ class Store(abc.ABC):
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply `commands`, in order, atomically; one outcome per command, in the same order.
 
-        A command that `Command.apply_to` rejects changes nothing and gets its reason as outcome;
-        the others still commit. A command whose `seq` is not greater than the last one applied to
-        its entity is skipped, with outcome None. Any exception means nothing was committed:
-        `StoreUnavailable` (unreachable), `Rejected` (a document refused), or any other.
+        A command that `Command.apply_to` or `Command.owner_after` rejects changes nothing and
+        gets the `Rejected` as outcome; the others still commit. A command whose `seq` is not
+        greater than the last one applied to its entity is skipped, with outcome None. Any
+        exception means nothing was committed: `StoreUnavailable` (unreachable), `Rejected`
+        (a document refused), or any other.
         """
 
     @abc.abstractmethod
-    def get(self, collection: str, entity_id: str) -> Document | None:
-        """The stored document (without its id), or None; `StoreUnavailable` when unreachable."""
+    def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
+        """The stored document (without its id), or None; `StoreUnavailable` when unreachable.
+
+        With an `access` whose `reader` is set, None also for a document of another owner."""
 
     @abc.abstractmethod
-    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
+    def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
         """Up to `limit` documents, each with its `id`, after `cursor` (None: from the start).
+
+        With an `access` whose `reader` is set, only that user's documents (filtered in the
+        query, so that a page is as full as before).
 
         Documents come in id order, by code point; `next` is None on the last page. A cursor
         this store never gave raises ValueError; an unreachable backend, `StoreUnavailable`.

@@ -21,8 +21,9 @@ from typing import Literal
 
 from rq.timeouts import BaseTimeoutException
 
+from gateway.public_errors import type_of
 from gateway.stores import StoreRouter
-from plugins.store import Rejected, Store, StoreUnavailable
+from plugins.store import ErrorType, Outcome, Rejected, Store, StoreUnavailable
 from workers.stream import Entry
 
 log = logging.getLogger("gateway.drain")
@@ -32,10 +33,17 @@ Kind = Literal["applied", "failed", "retry", "unavailable"]
 
 @dataclass(frozen=True)
 class Result:
-    """What applying one command came to, and the error when it did not apply."""
+    """What applying one command came to and, when it did not apply, the error: its type (what
+    users are told, `gateway.public_errors`) and the store's own text (logs and dead letters)."""
 
     kind: Kind
     error: str = ""
+    error_type: ErrorType = "store_error"
+
+
+def refused(outcome: Outcome | Rejected) -> Result:
+    """The result of a command the store refused."""
+    return Result("failed", str(outcome), type_of(outcome))
 
 
 def apply_ready(stores: StoreRouter, ready: list[Entry]) -> dict[Entry, Result]:
@@ -59,7 +67,7 @@ def apply_batch(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
         return {e: Result("unavailable", describe(error)) for e in entries}
     except Rejected as error:
         if len(entries) == 1:
-            return {entries[0]: Result("failed", str(error))}
+            return {entries[0]: refused(error)}
         return _apply_one_by_one(store, entries)
     except BaseTimeoutException:
         raise  # RQ's job timeout: the job ends, the entries stay pending for the next one
@@ -71,7 +79,7 @@ def apply_batch(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
             return {entries[0]: Result("retry", describe(error))}
         return _apply_one_by_one(store, entries)
     return {
-        e: Result("applied") if outcome is None else Result("failed", outcome)
+        e: Result("applied") if outcome is None else refused(outcome)
         for e, outcome in zip(entries, outcomes, strict=False)
     }
 

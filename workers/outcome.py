@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from gateway import record, scripts
 from gateway.context import Gateway
+from gateway.public_errors import message
 from settings import Settings
 from workers.apply import Result
 from workers.lease import Lease
@@ -53,19 +54,29 @@ def decide(results: Mapping[Entry, Result], settings: Settings, now: int) -> Dec
         if result.kind == "unavailable":
             decisions.outage = True
         elif result.kind == "applied":
-            decisions.finished.append(_finished(entry, record.APPLIED, ""))
+            decisions.finished.append(_finished(entry, record.APPLIED, None))
         elif result.kind == "failed" or attempts >= settings.max_attempts:
-            decisions.finished.append(_finished(entry, record.FAILED, result.error))
+            decisions.finished.append(_finished(entry, record.FAILED, result))
         else:
             due = now + backoff_ms(settings, attempts)
-            decisions.retries.append(scripts.Retry(entry.command.command_id, attempts, due, result.error))
+            # The record shows users the public message; the store's text is in the log.
+            error = message(result.error_type)
+            decisions.retries.append(scripts.Retry(entry.command.command_id, attempts, due, error))
             decisions.waits.append(due)
     return decisions
 
 
-def _finished(entry: Entry, status: str, error: str) -> scripts.Finished:
-    command_id = entry.command.command_id
-    return scripts.Finished(entry.entry_id, command_id, entry.user, status, error, entry.attempts + 1)
+def _finished(entry: Entry, status: str, result: Result | None) -> scripts.Finished:
+    """A command to finish: applied (no result), or failed with the result's public message,
+    type and (for the dead letter) the store's own text."""
+    command_id, attempts = entry.command.command_id, entry.attempts + 1
+    if result is None:
+        return scripts.Finished(entry.entry_id, command_id, entry.user, status, "", attempts)
+    log.info("command %s failed (%s): %s", command_id, result.error_type, result.error)
+    public = message(result.error_type)
+    return scripts.Finished(
+        entry.entry_id, command_id, entry.user, status, public, attempts, result.error_type, result.error
+    )
 
 
 def backoff_ms(settings: Settings, attempt: int) -> int:

@@ -30,6 +30,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.gw = Gateway(settings)
+        self.gw.collections  # noqa: B018 - the declarations, read (and checked) at start, not at a first write
         # Unique per start: a restarted container keeps its hostname and pid, and RQ refuses a
         # worker name whose previous owner died without saying so (for ~8 minutes).
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

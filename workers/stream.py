@@ -194,7 +194,8 @@ class PartitionStream:
             reply = next(replies) if fields else []
             if isinstance(reply, Exception):
                 raise reply
-            work = record.work(fields[record.COMMAND_ID], seq_of(entry_id), reply) if fields else None
+            command_id = fields[record.COMMAND_ID] if fields else ""
+            work = record.work(command_id, seq_of(entry_id), reply, self.gw.collections) if fields else None
             if work is None:
                 orphans.append(entry_id)  # deleted entry, or its record is gone or finished
                 continue

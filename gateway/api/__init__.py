@@ -12,10 +12,12 @@ from werkzeug.urls import iri_to_uri
 
 from gateway.auth import identity_of
 from gateway.context import Gateway
+from gateway.problems import Problem
 from gateway.schemas import Collections
 from gateway.tokens import Identity
 from gateway.validation import BodyLimits, check_entity_id, unknown_collection
 from plugins.names import COLLECTION_NAME, RESERVED
+from plugins.store import Access, Document
 
 
 class CollectionConverter(BaseConverter):
@@ -59,11 +61,32 @@ def authenticate() -> None:
 
 
 def check_collection_exists(name: str) -> str:
-    """The collection, if it exists (404 otherwise): a well-formed, unreserved name, and one of
-    COLLECTIONS or SCHEMAS_DIR when they are set."""
+    """The collection, if it exists (404 otherwise): a well-formed, unreserved name, and a
+    declared one when anything is declared (COLLECTIONS, SCHEMAS_DIR, plugins)."""
     if not collections().exists(name):
         raise unknown_collection(name)
     return name
+
+
+def access_of(collection: str) -> Access:
+    """What the collection's store is told of this request's caller."""
+    identity = current_identity()
+    return collections().access(collection, identity.user, identity.operator)
+
+
+def check_authorized(action: str, collection: str, entity_id: str | None, document: Document | None) -> None:
+    """403 when a plugin's `authorize` hook refuses the request."""
+    plugins = gateway().plugins
+    if not plugins.authorizes:
+        return
+    identity = current_identity()
+    question = {"action": action, "collection": collection, "entity_id": entity_id, "document": document}
+    if not plugins.authorize(user=identity.user, claims=identity.claims, **question):
+        raise forbidden(f"You may not {action} in {collection}.")
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "Forbidden", detail, slug="forbidden")
 
 
 def check_target(collection: str, entity_id: str) -> None:
@@ -95,7 +118,7 @@ def init_app(app: Flask) -> None:
     from gateway.api import commands, cors, health, openapi, rate_limits, reads, security
 
     settings = app.extensions["gateway"].settings
-    app.extensions["collections"] = Collections.from_settings(settings)
+    app.extensions["collections"] = app.extensions["gateway"].collections
     app.extensions["body_limits"] = BodyLimits(settings.max_json_depth, settings.max_json_members)
     security.init_app(app)
     app.url_map.converters["collection"] = CollectionConverter

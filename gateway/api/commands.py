@@ -19,13 +19,17 @@ from gateway.accept import (
     accept,
     prepare,
 )
+from gateway.access import may_write_at_once
 from gateway.api import (
     authenticate,
     body_limits,
+    check_authorized,
     check_collection_exists,
     check_target,
     collections,
+    current_identity,
     current_user,
+    forbidden,
     gateway,
     json_response,
     rate_limits,
@@ -95,16 +99,18 @@ def _accepted(
     """202 for the command, or for the first one its Idempotency-Key was sent with; `sent`: the body."""
     limits = current_app.extensions["rate_limits"]
     gw = gateway()
+    identity = current_identity()
     try:
         call = prepare(
             gw,
-            current_user(),
+            identity.user,
             op,
             collection,
             entity_id,
             payload,
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
+            operator=identity.operator,
         )
         result = accept(gw, call)
     except RateLimited as error:
@@ -156,6 +162,15 @@ def _without_id(body: dict[str, Any], entity_id: str) -> Document:
     return {k: v for k, v in body.items() if k != "id"}
 
 
+def _check_write(op: Op, collection: str, entity_id: str, document: Document | None) -> None:
+    """403 for a write the caller may not make whatever the document: a read-only collection
+    (operators excepted), or one a plugin's `authorize` refuses. Whether the caller may change
+    this document is decided where the write is applied (the store knows its owner)."""
+    if not may_write_at_once(collections().declaration(collection), current_identity().operator):
+        raise forbidden(f"{collection} is read-only: only operators write to it.")
+    check_authorized(op, collection, entity_id, document)
+
+
 def _check_document(op: Op, collection: str, entity_id: str, document: Document) -> None:
     """422 with every error the collection's schema and its store find in the write.
 
@@ -170,6 +185,9 @@ def _check_document(op: Op, collection: str, entity_id: str, document: Document)
         if op == "patch":
             result = merge_patch(store.get(collection, entity_id) or {}, document)
         schema_errors = collections().errors(collection, {**result, "id": entity_id})
+    owner_field = collections().declaration(collection).owner_field
+    if owner_field is not None:  # the store fills a declared owner column, whatever the body says
+        document = {**document, owner_field: current_user()}
     errors = schema_errors + _store_errors(store, collection, op, document)
     if not errors:
         return
@@ -212,7 +230,7 @@ DOCUMENT = {
     "properties": {"id": entity_id_schema("the entity id; without it the server makes one (a UUID)")},
 }
 SAME_ID = entity_id_schema("if present, the id in the URL")
-ALL_PROBLEMS = ("400", "404", "413", "415", "422", "503")
+ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "503")
 
 
 @bp.post("/<collection:collection>")
@@ -228,6 +246,7 @@ def create(collection: str) -> Response:
     body = json_object(request, JSON_TYPES, body_limits())
     entity_id = check_entity_id(body["id"]) if "id" in body else new_entity_id()
     document = _without_id(body, entity_id)
+    _check_write("create", collection, entity_id, document)
     _check_document("create", collection, entity_id, document)
     return _accepted("create", collection, entity_id, document, body)
 
@@ -244,6 +263,7 @@ def replace(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     body = json_object(request, JSON_TYPES, body_limits())
     document = _without_id(body, entity_id)
+    _check_write("replace", collection, entity_id, document)
     _check_document("replace", collection, entity_id, document)
     return _accepted("replace", collection, entity_id, document, body)
 
@@ -265,14 +285,16 @@ def patch(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     body = json_object(request, MERGE_PATCH_TYPES, body_limits())
     document = _without_id(body, entity_id)
+    _check_write("patch", collection, entity_id, document)
     _check_document("patch", collection, entity_id, document)
     return _accepted("patch", collection, entity_id, document, body)
 
 
 @bp.delete("/<collection:collection>/<entity_id>")
-@describe(**_write("Delete a document (202)", None, ("400", "404", "422", "503")))
+@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "503")))
 def delete(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
+    _check_write("delete", collection, entity_id, None)
     return _accepted("delete", collection, entity_id, None)
 
 

@@ -33,7 +33,8 @@ class Accepted(BaseModel):
 
 class CommandStatus(BaseModel):
     """Where a command stands. `finished_at` and `error` are null until it ends; a failed
-    command's `error` says why."""
+    command's `error` says why, in a stable public message, and `error_type` names the kind
+    (a store's own text is never shown)."""
 
     command_id: str = Field(pattern=COMMAND_ID.pattern)
     status: Literal["pending", "applied", "failed"]
@@ -43,7 +44,10 @@ class CommandStatus(BaseModel):
     attempts: int = Field(ge=0)
     accepted_at: str = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
-    error: str | None
+    error: str | None = Field(description="a public message, never a store's own text")
+    error_type: Literal["forbidden", "conflict", "not_found", "invalid", "store_error"] | None = Field(
+        default=None, description="the kind of failure, once the command failed"
+    )
     next_attempt_at: str | None = Field(
         default=None,
         description="while a failed attempt waits for its retry",

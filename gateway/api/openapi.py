@@ -112,7 +112,8 @@ BODY_LIMITS = (
 )
 WRITE_PROBLEMS = {
     "400": problem("The body is not JSON, or the Idempotency-Key is malformed."),
-    "404": problem("There is no such collection."),
+    "403": problem("The collection is read-only (operators excepted), or a plugin's rule refuses the write."),
+    "404": problem("There is no such collection (not declared)."),
     "413": problem("The body is larger than MAX_BODY_BYTES."),
     "415": problem("The body is not sent as one of the media types this call takes."),
     "422": problem(

@@ -7,7 +7,9 @@ import re
 from flask import Blueprint, Response, request
 
 from gateway.api import (
+    access_of,
     authenticate,
+    check_authorized,
     check_collection_exists,
     check_target,
     gateway,
@@ -34,7 +36,8 @@ bp.before_request(rate_limits.check)  # after authentication: counted per user
     tags=["reads"],
     responses={
         "200": answer("The document as the store holds it now.", ref("Document")),
-        "404": problem("No such collection or document."),
+        "403": problem("A plugin's rule refuses the read."),
+        "404": problem("No such collection or document (or another user's, under policy owner)."),
         "422": problem("The id is not an entity id."),
         "503": problem("The store cannot be reached.", retry_after=True),
     },
@@ -43,9 +46,11 @@ bp.before_request(rate_limits.check)  # after authentication: counted per user
 )
 def get_one(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
-    document = gateway().stores.for_collection(collection).get(collection, entity_id)
-    if document is None:
+    access = access_of(collection)
+    document = gateway().stores.for_collection(collection).get(collection, entity_id, access)
+    if document is None:  # another owner's document too: as if absent
         raise Problem(404, "Not Found", f"There is no {collection}/{entity_id}.", slug="unknown-entity")
+    check_authorized("read", collection, entity_id, document)
     return json_response({**document, "id": entity_id})
 
 
@@ -91,8 +96,11 @@ def list_page(collection: str) -> Response:
     check_collection_exists(collection)
     limit = _limit(request.args.get("limit"))
     cursor = request.args.get("cursor") or None
+    check_authorized("list", collection, None, None)
     try:
-        page = gateway().stores.for_collection(collection).list(collection, limit, cursor)
+        page = (
+            gateway().stores.for_collection(collection).list(collection, limit, cursor, access_of(collection))
+        )
     except ValueError as error:
         raise Problem(400, "Bad Request", f"cursor: {error}.", slug="invalid-parameter") from error
     return json_response({"items": page.items, "next": page.next})

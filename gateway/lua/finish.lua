@@ -10,7 +10,8 @@
 -- ARGV[8] dead letters kept in this partition, ARGV[9] largest payload a dead letter keeps
 -- (bytes; a larger one is kept as its size and SHA-1), ARGV[10] finished records kept per user,
 -- then per command:
---   entry id, command id, status, error, attempts
+--   entry id, command id, status, error (public message), attempts, error type, detail (the
+--   store's own text, kept in the dead letter only)
 -- Returns 0 without the lease, else {1, dead letters trimmed to keep the partition's share}.
 --
 -- Each finished command's event goes to its owner's event stream (replay by id) and, with the
@@ -23,9 +24,9 @@
 -- accept-to-finish time in the latency histogram.
 --
 -- Names it spells (gateway/record.py; tests/test_record.py checks them):
---   record fields: op col eid uid pl st acc fin err att nxt
+--   record fields: op col eid uid pl st acc fin err ety att nxt
 --   record statuses: pending failed
---   dead letter fields: c op col eid uid pl pls pld err att acc at
+--   dead letter fields: c op col eid uid pl pls pld err ety att acc at
 --   event stream fields: e
 --   outbox fields: u i e
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -48,15 +49,16 @@ local records_kept = tonumber(ARGV[10])
 for i = 0, count - 1 do
   local k = fixed + 1 + per * i
   local record, events, pending, finished = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local a = 11 + 5 * i
+  local a = 11 + 7 * i
   local entry, command_id, status, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local attempts = ARGV[a + 4]
+  local attempts, error_type, detail = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc')
   if r[6] == 'pending' then
     if status == 'failed' then
       local payload = r[5] or ''
       local letter = {'c', command_id, 'op', r[1], 'col', r[2], 'eid', r[3], 'uid', r[4],
-        'pl', payload, 'err', err, 'att', attempts, 'acc', r[7], 'at', ARGV[3]}
+        'pl', payload, 'err', detail, 'ety', error_type, 'att', attempts, 'acc', r[7],
+        'at', ARGV[3]}
       if #payload > kept_payload then
         letter[12] = ''
         table.insert(letter, 'pls')
@@ -73,7 +75,7 @@ for i = 0, count - 1 do
         trimmed = trimmed + over
       end
     end
-    redis.call('HSET', record, 'st', status, 'fin', ARGV[3], 'err', err, 'att', attempts)
+    redis.call('HSET', record, 'st', status, 'fin', ARGV[3], 'err', err, 'ety', error_type, 'att', attempts)
     redis.call('HDEL', record, 'pl', 'nxt')
     redis.call('EXPIRE', record, ARGV[4])
     redis.call('LPUSH', finished, record)
@@ -82,8 +84,9 @@ for i = 0, count - 1 do
     end
     redis.call('EXPIRE', finished, ARGV[4])
     local event = {type = 'command.' .. status, command_id = command_id, op = r[1],
-      collection = r[2], entity_id = r[3], status = status, error = cjson.null}
+      collection = r[2], entity_id = r[3], status = status, error = cjson.null, error_type = cjson.null}
     if err ~= '' then event.error = err end
+    if error_type ~= '' then event.error_type = error_type end
     local body = cjson.encode(event)
     local event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
     redis.call('EXPIRE', events, ARGV[4])  -- a user gone quiet leaves no stream behind

@@ -259,6 +259,6 @@ def test_production_refuses_to_start_without_a_secret(settings_env: dict[str, st
 
 
 def test_production_starts_with_a_secret(make_app: Any) -> None:
-    client = make_app(app_env="production", jwt_secret=SECRET).test_client()
+    client = make_app(app_env="production", jwt_secret=SECRET, collections="notes").test_client()
     assert_unauthorized(client.post("/api/notes", json={}))
     assert client.post("/api/notes", json={}, headers=bearer(token("alice"))).status_code == 202

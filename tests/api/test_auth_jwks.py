@@ -239,14 +239,21 @@ def test_production_requires_exp(make_app: Any, jwks: Jwks, signer: Signer) -> N
     development = make_app(jwt_jwks_url=jwks.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE)
     assert write(development, forever).status_code == 202
     production = make_app(
-        app_env="production", jwt_jwks_url=jwks.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
+        app_env="production",
+        collections="notes",
+        jwt_jwks_url=jwks.url,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
     )
     assert "exp" in assert_problem(write(production, forever), 401)["detail"]
     assert write(production, signer.token("alice")).status_code == 202
 
 
 def test_production_starts_with_a_jwks_alone(make_app: Any, jwks: Jwks) -> None:
-    assert make_app(app_env="production", jwt_jwks_url=jwks.url).extensions["auth"] is not None
+    assert (
+        make_app(app_env="production", jwt_jwks_url=jwks.url, collections="notes").extensions["auth"]
+        is not None
+    )
 
 
 def test_roles_make_an_operator(idp_app: Any, signer: Signer) -> None:

@@ -136,10 +136,10 @@ def test_bad_cursors_are_400(app: Any, client: Any, cursor: str) -> None:
     assert_problem(client.get(f"/api/notes?cursor={cursor}"), 400)
 
 
-def test_reads_need_a_token_and_any_user_may_read(make_app: Any) -> None:
+def test_reads_need_a_token_and_any_user_may_read_a_shared_collection(make_app: Any) -> None:
     from tests.support.api import SECRET
 
-    app = make_app(jwt_secret=SECRET)
+    app = make_app(jwt_secret=SECRET, collections="notes:shared")
     write(app, "notes", {"shared": {"v": 1}})
     client = app.test_client()
     assert_problem(client.get("/api/notes/shared"), 401)

@@ -89,7 +89,8 @@ def test_the_demo_page_runs_only_its_own_files(client: Any) -> None:
 def test_the_demo_page_is_on_in_development_and_off_in_production_unless_set(
     make_app: Any, app_env: str, demo_page: bool | None, served: bool
 ) -> None:
-    overrides: dict[str, Any] = {"app_env": app_env, "jwt_secret": "x" * 32}
+    # Production serves declared collections only: the demo's own is declared.
+    overrides: dict[str, Any] = {"app_env": app_env, "jwt_secret": "x" * 32, "collections": "todos"}
     if demo_page is not None:
         overrides["demo_page"] = demo_page
     app = make_app(**overrides)

@@ -195,6 +195,7 @@ def test_a_finished_command_is_pushed_to_its_owners_devices_and_dead_tokens_are_
         "entity_id": "p1",
         "status": "applied",
         "error": "",
+        "error_type": "",
     }
     assert sorted(s["token"] for s in google.sends) == ["alice-garbled", "alice-old-phone", "alice-phone"]
     assert all(s["data"] == expected for s in google.sends)

@@ -17,6 +17,7 @@ from gateway.accept import accept, prepare
 from gateway.context import Gateway
 from gateway.ids import partition_of, seq_of
 from gateway.keys import GROUP
+from gateway.public_errors import message
 from gateway.scripts import Finished, Retry, Scripts
 from gateway.stats import Totals
 from plugins.store import Command
@@ -27,7 +28,8 @@ from workers.lease import Lease
 from workers.outcome import Outcomes, backoff_ms, decide
 from workers.stream import Entry
 
-APPLIED, FAILED = Result("applied"), Result("failed", "refused by the store")
+APPLIED, FAILED = Result("applied"), Result("failed", "refused by the store", "invalid")
+PUBLIC_INVALID, PUBLIC_STORE_ERROR = message("invalid"), message("store_error")
 RETRY, UNAVAILABLE = Result("retry", "RuntimeError: boom"), Result("unavailable", "StoreUnavailable: down")
 
 
@@ -52,21 +54,26 @@ def test_applied_and_refused_commands_are_finished_with_their_attempt_counted(se
     decisions = decide({entry(1): APPLIED, entry(2, attempts=1): FAILED}, settings, now=1_000)
     assert decisions.finished == [
         Finished("1-0", "c1", "alice", "applied", "", 1),
-        Finished("2-0", "c2", "alice", "failed", "refused by the store", 2),
+        Finished("2-0", "c2", "alice", "failed", PUBLIC_INVALID, 2, "invalid", "refused by the store"),
     ]
     assert (decisions.retries, decisions.waits, decisions.outage) == ([], [], False)
 
 
 def test_a_failed_attempt_with_attempts_left_is_retried_after_its_backoff(settings: Settings) -> None:
     decisions = decide({entry(1): RETRY, entry(2, attempts=1): RETRY}, settings, now=10_000)
-    assert decisions.retries == [Retry("c1", 1, 10_200, RETRY.error), Retry("c2", 2, 10_400, RETRY.error)]
+    assert decisions.retries == [
+        Retry("c1", 1, 10_200, PUBLIC_STORE_ERROR),
+        Retry("c2", 2, 10_400, PUBLIC_STORE_ERROR),
+    ]
     assert decisions.waits == [10_200, 10_400]
     assert decisions.finished == []
 
 
 def test_the_last_attempt_fails_the_command_for_good(settings: Settings) -> None:
     decisions = decide({entry(1, attempts=2): RETRY}, settings, now=10_000)  # MAX_ATTEMPTS = 3
-    assert decisions.finished == [Finished("1-0", "c1", "alice", "failed", RETRY.error, 3)]
+    assert decisions.finished == [
+        Finished("1-0", "c1", "alice", "failed", PUBLIC_STORE_ERROR, 3, "store_error", RETRY.error)
+    ]
     assert decisions.retries == []
 
 
@@ -137,7 +144,8 @@ def test_finished_commands_close_their_records_tell_their_owner_and_leave_the_st
 
     assert (outcomes.applied, outcomes.failed) == (1, 1)
     assert (stored(gw, done)[record.STATUS], stored(gw, refused)[record.STATUS]) == ("applied", "failed")
-    assert stored(gw, refused)[record.ERROR] == FAILED.error
+    assert stored(gw, refused)[record.ERROR] == PUBLIC_INVALID  # never the store's own text
+    assert stored(gw, refused)[record.ERROR_TYPE] == "invalid"
     assert all(
         record.PAYLOAD not in stored(gw, e) and stored(gw, e)[record.ATTEMPTS] == "1" for e in (done, refused)
     )
@@ -147,8 +155,9 @@ def test_finished_commands_close_their_records_tell_their_owner_and_leave_the_st
     events = [orjson.loads(f["e"]) for _, f in gw.redis.xrange(gw.keys.events("alice"))]
     assert [(e["type"], e["error"]) for e in events] == [
         ("command.applied", None),
-        ("command.failed", FAILED.error),
+        ("command.failed", PUBLIC_INVALID),
     ]
+    assert events[1]["error_type"] == "invalid" and dead[record.ERROR_TYPE] == "invalid"
     totals = Totals.of([gw.redis.hgetall(gw.keys.stats(PARTITION))])
     op, collection = done.command.op, done.command.collection
     assert totals.finished == {(collection, op, "applied"): 1, (collection, op, "failed"): 1}
@@ -162,7 +171,11 @@ def test_a_retry_keeps_the_command_pending_until_its_next_attempt(gw: Gateway, l
     [retried] = delivered(gw, 1)
     assert Outcomes(gw, lease).record({retried: RETRY}, waits=[])
     kept = stored(gw, retried)
-    assert (kept[record.STATUS], kept[record.ATTEMPTS], kept[record.ERROR]) == ("pending", "1", RETRY.error)
+    assert (kept[record.STATUS], kept[record.ATTEMPTS], kept[record.ERROR]) == (
+        "pending",
+        "1",
+        PUBLIC_STORE_ERROR,
+    )
     assert int(kept[record.NEXT_ATTEMPT_AT]) > record.now_ms()
     assert record.PAYLOAD in kept and pending(gw) == 1  # still in the stream, in its place
     assert 0 < gw.redis.pttl(gw.keys.wait(PARTITION)) <= 200

@@ -112,6 +112,7 @@ def test_the_status_shows_times_in_iso_and_the_next_attempt_only_while_pending()
         "accepted_at": "2023-11-14T22:13:20.123Z",
         "finished_at": None,
         "error": "boom",
+        "error_type": None,
         "next_attempt_at": "2023-11-14T22:13:21.000Z",
     }
     finished = {

@@ -74,6 +74,7 @@ def test_every_form_of_the_collection_name_rule_agrees(name: str) -> None:
 def test_the_ledger_fold_skips_what_was_applied_and_folds_each_entity() -> None:
     from plugins.conformance import cmd
     from plugins.ledger import fold
+    from plugins.store import Rejected
 
     batch = [
         cmd(3, "patch", "c", "a", {"x": 1}),  # not above a's last seq: applied before
@@ -83,7 +84,7 @@ def test_the_ledger_fold_skips_what_was_applied_and_folds_each_entity() -> None:
         cmd(8, "delete", "c", "a"),
     ]
     folded = fold(batch, {"a": 4}, {"a": {"x": 0}})
-    assert folded.outcomes[:3] == [None, None, None] and isinstance(folded.outcomes[3], str)
+    assert folded.outcomes[:3] == [None, None, None] and isinstance(folded.outcomes[3], Rejected)
     assert folded.outcomes[4] is None
     assert folded.documents == {"a": None, "b": {"v": 1}}
     assert folded.seqs == {"a": 8, "b": 6}

@@ -226,3 +226,74 @@ def test_flask_plugins_lists_each_loaded_plugin_with_its_hooks(make_app: Callabl
     assert listed["lmdb"]["module"] == "gateway_lmdb_store"
     assert (listed["lmdb"]["package"], listed["lmdb"]["version"]) == ("gateway-lmdb-store", "0.1.0")
     assert list(listed)[: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
+
+
+ACCESS_RULES = "tests.plugins.access_rules"
+
+
+def test_hook_register_collections() -> None:
+    plugins = Plugins(load(plugins=ACCESS_RULES))
+    assert plugins.collections() == {"notes": "owner", "board": "shared", "catalog": "read_only"}
+
+
+def test_hook_register_collections_declares_what_the_api_serves(make_app: Any) -> None:
+    from tests.support.api import SECRET, bearer, token
+
+    app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET, collections="extra:shared")
+    client = app.test_client()
+    alice = bearer(token("alice"))
+    assert client.post("/api/board", json={"v": 1}, headers=alice).status_code == 202
+    assert client.post("/api/extra", json={"v": 1}, headers=alice).status_code == 202
+    assert client.post("/api/elsewhere", json={"v": 1}, headers=alice).status_code == 404
+    assert client.post("/api/catalog", json={"v": 1}, headers=alice).status_code == 403
+    admin = bearer(token("root", roles=["admin"]))
+    assert client.post("/api/catalog", json={"v": 1}, headers=admin).status_code == 202
+
+
+def test_hook_authorize(make_app: Any) -> None:
+    from tests.plugins.access_rules import ASKED
+    from tests.support.api import SECRET, bearer, token
+
+    app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET)
+    client = app.test_client()
+    alice = bearer(token("alice"))
+    ASKED.clear()
+    assert client.post("/api/board", json={"id": "b1", "v": 1}, headers=alice).status_code == 202
+    assert ASKED == [{"user": "alice", "action": "create", "collection": "board", "entity_id": "b1"}]
+    refused = client.put("/api/board/b2", json={"locked": True}, headers=alice)
+    assert refused.status_code == 403 and refused.get_json()["type"] == "/problems/forbidden"
+    assert client.get("/api/board", headers=bearer(token("bob", banned=True))).status_code == 403
+    assert client.get("/api/board", headers=alice).status_code == 200
+
+
+def test_hook_authorize_sees_the_stored_document_of_a_read(make_app: Any) -> None:
+    from tests.support.api import SECRET, bearer, token
+
+    app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET)
+    store = app.extensions["gateway"].stores.for_collection("board")
+    from plugins.store import Command
+
+    store.apply(
+        [
+            Command("c1", 1, "create", "board", "s", {"secret": True}),
+            Command("c2", 2, "create", "board", "p", {}),
+        ]
+    )
+    client = app.test_client()
+    alice = bearer(token("alice"))
+    assert client.get("/api/board/s", headers=alice).status_code == 403
+    assert client.get("/api/board/p", headers=alice).status_code == 200
+
+
+def test_hook_authorize_cannot_widen_the_policy(make_app: Any) -> None:
+    from tests.support.api import SECRET, bearer, token
+
+    class Yes:
+        @hookimpl
+        def authorize(self, user: str, action: str) -> bool:
+            return True
+
+    app = make_app(plugins=ACCESS_RULES, jwt_secret=SECRET)
+    app.extensions["gateway"].plugins.pm.register(Yes())
+    app.extensions["gateway"].plugins.__dict__.pop("authorizes", None)
+    assert app.test_client().post("/api/catalog", json={}, headers=bearer(token("alice"))).status_code == 403

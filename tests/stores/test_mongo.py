@@ -115,7 +115,7 @@ def test_a_refused_field_name_fails_its_command_alone(store: MongoStore, collect
     outcomes = store.apply(
         [cmd(1, "create", collection, "a", {"_gw": {"seq": 99}}), cmd(2, "create", collection, "b", {})]
     )
-    assert "reserved" in outcomes[0] and outcomes[1] is None  # type: ignore[operator]
+    assert "reserved" in str(outcomes[0]) and outcomes[1] is None
     assert store.get(collection, "a") is None and store.get(collection, "b") == {}
 
 
@@ -184,7 +184,7 @@ def test_a_create_that_loses_a_race_is_planned_again(
 ) -> None:
     raced.meanwhile = lambda: store.apply([cmd(1, "create", collection, "a", {"first": True})])
     [outcome] = raced.apply([cmd(2, "create", collection, "a", {"second": True})])
-    assert outcome and "already exists" in outcome
+    assert outcome and "already exists" in str(outcome)
     assert store.get(collection, "a") == {"first": True}
 
 

@@ -13,8 +13,9 @@ SECRET = "s3cret-of-the-api-tests-32-bytes-long"
 
 
 def token(sub: Any = "alice", *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
-    """A signed JWT for `sub` (None: no `sub` claim), valid for a minute unless `exp` is given."""
-    payload: dict[str, Any] = {"exp": int(time.time()) + 60, **claims}
+    """A signed JWT for `sub` (None: no `sub` claim), valid for an hour unless `exp` is given
+    (tokens made when a test module is imported outlive a slow run of the suite)."""
+    payload: dict[str, Any] = {"exp": int(time.time()) + 3600, **claims}
     if sub is not None:
         payload["sub"] = sub
     return jwt.encode(payload, secret, algorithm=algorithm)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import orjson
 
 from plugins.store import (
+    Access,
     Command,
     Document,
     Outcome,
@@ -39,6 +40,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self.documents: dict[tuple[str, str], bytes] = {}  # (collection, entity id) -> JSON
         self.ledger: dict[tuple[str, str], int] = {}  # (collection, entity id) -> last seq applied
+        self.owners: dict[tuple[str, str], str] = {}  # (collection, entity id) -> owner, when recorded
         self.batches: list[list[str]] = []  # the command ids of every batch committed
         self.down = False
         self.refuse: str | None = None
@@ -46,7 +48,7 @@ class MemoryStore(Store):
 
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         self._check_faults(commands)
-        documents, ledger = dict(self.documents), dict(self.ledger)
+        documents, ledger, owners = dict(self.documents), dict(self.ledger), dict(self.owners)
         outcomes: list[Outcome] = []
         for command in commands:
             entity = (command.collection, command.entity_id)
@@ -54,18 +56,23 @@ class MemoryStore(Store):
                 outcomes.append(None)  # applied before: a re-delivery or a stale command
                 continue
             current = documents.get(entity)
+            before = orjson.loads(current) if current is not None else None
             try:
-                after = command.apply_to(orjson.loads(current) if current is not None else None)
+                owner = command.owner_after(before, owners.get(entity))
+                after = command.apply_to(before)
             except Rejected as error:
-                outcomes.append(str(error))
+                outcomes.append(error)
                 continue
+            owners.pop(entity, None)
             if after is None:
                 documents.pop(entity, None)
             else:
                 documents[entity] = orjson.dumps(after)  # raises for a document without a JSON form
+                if owner is not None:
+                    owners[entity] = owner
             ledger[entity] = command.seq
             outcomes.append(None)
-        self.documents, self.ledger = documents, ledger
+        self.documents, self.ledger, self.owners = documents, ledger, owners
         self.batches.append([c.command_id for c in commands])
         return outcomes
 
@@ -79,15 +86,25 @@ class MemoryStore(Store):
                 self.transient[command.entity_id] -= 1
                 raise RuntimeError(f"memory store: transient failure on {command.entity_id}")
 
-    def get(self, collection: str, entity_id: str) -> Document | None:
+    def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
         if self.down:
             raise StoreUnavailable("memory store: down")
         found = self.documents.get((collection, entity_id))
-        return orjson.loads(found) if found is not None else None
+        if found is None or (
+            access is not None and not access.may_see(self.owners.get((collection, entity_id)))
+        ):
+            return None
+        return orjson.loads(found)
 
-    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
+    def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
-        ids = sorted(i for c, i in self.documents if c == collection and (after is None or i > after))
+        ids = sorted(
+            i
+            for c, i in self.documents
+            if c == collection
+            and (after is None or i > after)
+            and (access is None or access.may_see(self.owners.get((c, i))))
+        )
         items = [{**orjson.loads(self.documents[(collection, i)]), "id": i} for i in ids[:limit]]
         return Page(items, encode_cursor(ids[limit - 1]) if len(ids) > limit else None)
 

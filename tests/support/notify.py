@@ -22,7 +22,17 @@ from werkzeug.serving import make_server
 from tests.support.api import token
 
 KEEPALIVE_SECONDS = 0.5  # WebSocket pings and SSE heartbeats, short enough to be seen in a test
-CONTRACT_FIELDS = {"id", "type", "command_id", "op", "collection", "entity_id", "status", "error"}
+CONTRACT_FIELDS = {
+    "id",
+    "type",
+    "command_id",
+    "op",
+    "collection",
+    "entity_id",
+    "status",
+    "error",
+    "error_type",
+}
 
 
 class Endpoint:

@@ -32,7 +32,7 @@ def test_an_id_too_long_for_an_lmdb_key_fails_alone(lmdb_store: LmdbStore) -> No
     too_long = "😀" * 200  # 800 bytes of UTF-8; LMDB keys hold 511
     batch = [cmd(1, "create", "notes", too_long, {}), cmd(2, "create", "notes", "ok", {})]
     outcomes = lmdb_store.apply(batch)
-    assert outcomes[0] is not None and "too long" in outcomes[0]
+    assert outcomes[0] is not None and "too long" in str(outcomes[0])
     assert outcomes[1] is None
     assert lmdb_store.get("notes", too_long) is None
 

@@ -26,6 +26,7 @@ import pluggy
 from plugins.ledger import by_collection, fold
 from plugins.names import is_well_formed
 from plugins.store import (
+    Access,
     Command,
     Document,
     Outcome,
@@ -44,8 +45,11 @@ SEPARATOR = b"\x00"  # between collection and id in a key: no collection or enti
 
 
 class LmdbStore(Store):
-    """One LMDB environment: database `documents` (key: collection NUL id; value: JSON) and
-    database `applied` (same key; value: the last applied sequence, in decimal)."""
+    """One LMDB environment: database `documents` (key: collection NUL id; value: JSON),
+    database `applied` (same key; value: the last applied sequence, in decimal) and database
+    `owners` (same key; value: the user who created the document, under policy `owner`). A
+    user's list scans the collection and skips other owners' documents: fine for an example,
+    where a production store would index the owner."""
 
     name = "lmdb"
 
@@ -53,22 +57,31 @@ class LmdbStore(Store):
         self.path = Path(path)
         self.map_size = map_size
         self._lock = threading.Lock()
-        self._opened: tuple[int, lmdb.Environment, Any, Any] | None = None  # (pid, env, dbs)
+        self._opened: tuple[int, lmdb.Environment, Any, Any, Any] | None = None  # (pid, env, dbs)
 
     def _open(self) -> tuple[lmdb.Environment, Any, Any]:
-        """The environment and its two databases, opened once per process (LMDB handles do not
+        """The environment and two of its databases (`_owners` has the third)"""
+        env, documents, applied, _ = self._open_all()
+        return env, documents, applied
+
+    def _owners(self) -> Any:
+        return self._open_all()[3]
+
+    def _open_all(self) -> tuple[lmdb.Environment, Any, Any, Any]:
+        """The environment and its three databases, opened once per process (LMDB handles do not
         survive a fork, and a process must not open one environment twice)."""
         with self._lock:
             if self._opened is None or self._opened[0] != os.getpid():
                 try:
                     self.path.mkdir(parents=True, exist_ok=True)
-                    env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=2)
+                    env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=3)
                     documents, applied = env.open_db(b"documents"), env.open_db(b"applied")
+                    owners = env.open_db(b"owners")
                 except (OSError, lmdb.Error) as error:
                     raise StoreUnavailable(f"cannot open LMDB at {self.path}: {error}") from error
-                self._opened = (os.getpid(), env, documents, applied)
-            _, env, documents, applied = self._opened
-            return env, documents, applied
+                self._opened = (os.getpid(), env, documents, applied, owners)
+            _, env, documents, applied, owners = self._opened
+            return env, documents, applied, owners
 
     def _key(self, env: lmdb.Environment, collection: str, entity_id: str) -> bytes:
         """The key of an entity; Rejected when LMDB cannot hold it (511 bytes at most)."""
@@ -96,20 +109,27 @@ class LmdbStore(Store):
 
     def _apply_collection(self, txn: Any, collection: str, batch: list[Command]) -> list[Outcome]:
         """Fold `batch` into its entities as the ledger and the documents hold them, and write."""
-        env, documents, applied = self._open()
+        env, documents, applied, owners = self._open_all()
         keys = self._keys(env, collection, batch)
-        seqs, stored = {}, {}
+        seqs, stored, stored_owners = {}, {}, {}
         for entity_id, key in keys.items():
             if (seq := txn.get(key, db=applied)) is not None:
                 seqs[entity_id] = int(seq)
             if (document := txn.get(key, db=documents)) is not None:
                 stored[entity_id] = orjson.loads(document)
-        folded = fold(batch, seqs, stored, functools.partial(self._apply_to, env))
+            if (owner := txn.get(key, db=owners)) is not None:
+                stored_owners[entity_id] = owner.decode()
+        folded = fold(batch, seqs, stored, functools.partial(self._apply_to, env), stored_owners)
         for entity_id, document in folded.documents.items():
             if document is None:
                 txn.delete(keys[entity_id], db=documents)
             else:
                 txn.put(keys[entity_id], orjson.dumps(document), db=documents)
+            owner = folded.owners.get(entity_id)
+            if owner is None:
+                txn.delete(keys[entity_id], db=owners)
+            else:
+                txn.put(keys[entity_id], owner.encode(), db=owners)
             txn.put(keys[entity_id], str(folded.seqs[entity_id]).encode(), db=applied)
         return folded.outcomes
 
@@ -126,31 +146,38 @@ class LmdbStore(Store):
     def _apply_to(self, env: lmdb.Environment, command: Command, current: Document | None) -> Document | None:
         """`Command.apply_to`, refusing an entity whose key LMDB cannot hold."""
         self._key(env, command.collection, command.entity_id)
-        return command.apply_to(current)
+        document = command.apply_to(current)
+        return None if document is None else command.stamp_owner(current, document)
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, collection: str, entity_id: str) -> Document | None:
-        env, documents, _ = self._open()
+    def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
+        env, documents, _, owners = self._open_all()
         try:
             key = self._key(env, collection, entity_id)
         except Rejected:
             return None
-        with env.begin(db=documents) as txn:
-            stored = txn.get(key)
+        with env.begin() as txn:
+            stored = txn.get(key, db=documents)
+            if stored is not None and not _may_see(txn.get(key, db=owners), access):
+                return None
         return orjson.loads(stored) if stored is not None else None
 
-    def list(self, collection: str, limit: int, cursor: str | None) -> Page:
-        return list_page(self._fetch_page, collection, limit, cursor)
+    def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
+        return list_page(functools.partial(self._fetch_page, access=access), collection, limit, cursor)
 
-    def _fetch_page(self, collection: str, after: str | None, count: int) -> list[tuple[str, Document]]:
-        env, documents, _ = self._open()
+    def _fetch_page(
+        self, collection: str, after: str | None, count: int, access: Access | None = None
+    ) -> list[tuple[str, Document]]:
+        env, documents, _, owners = self._open_all()
         if not is_well_formed(collection):
             return []
         prefix = collection.encode() + SEPARATOR
         found: list[tuple[str, Document]] = []
         with env.begin(db=documents) as txn:
             for key, value in _scan(txn.cursor(), prefix, after):
+                if not _may_see(txn.get(key, db=owners), access):
+                    continue
                 found.append((key[len(prefix) :].decode(), orjson.loads(value)))
                 if len(found) == count:
                     break
@@ -168,6 +195,10 @@ class LmdbStore(Store):
             if self._opened is not None and self._opened[0] == os.getpid():
                 self._opened[1].close()
             self._opened = None
+
+
+def _may_see(owner: bytes | None, access: Access | None) -> bool:
+    return access is None or access.may_see(owner.decode() if owner is not None else None)
 
 
 def _scan(cursor: Any, prefix: bytes, after: str | None) -> Iterator[tuple[bytes, bytes]]:
