@@ -373,6 +373,9 @@ class Chaos:
         env = {
             **os.environ,
             "APP_ENV": "development",
+            # The audited table is the harness's own, with columns of its own: declared, since a
+            # table that merely exists is never reachable, and shared (one writer, no owner column).
+            "COLLECTIONS": f"{COLLECTION}:shared",
             "LOG_FORMAT": "text",
             "REDIS_URL": self.redis_url,
             "DATABASE_URL": proxied.replace("postgresql://", "postgresql+psycopg://", 1),
