@@ -159,3 +159,16 @@ def json_checked_columns(conn: Connection, table_name: str) -> set[str]:
         if match:
             found.add(match.group(1))
     return found
+
+
+def duplicate_key(error: exc.DBAPIError) -> bool:
+    """A unique or primary key violation (PostgreSQL 23505, MySQL/MariaDB 1062, SQLite)."""
+    if not isinstance(error, exc.IntegrityError):
+        return False
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code == "23505" or mysql_code(error) == 1062 or "UNIQUE constraint failed" in str(error.orig)
+
+
+def mysql_code(error: exc.DBAPIError) -> int | None:
+    args = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None

@@ -31,7 +31,7 @@ from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedDict, BoundedLookups
 from plugins.names import is_well_formed
 from plugins.sql_documents import OWNER, DocumentTable, EntityId, create_table, document_table
-from plugins.sql_engine import json_checked_columns, make_engine
+from plugins.sql_engine import duplicate_key, json_checked_columns, make_engine, mysql_code
 from plugins.sql_names import Uncreatable, uncreatable
 from plugins.sql_tables import MappedTable
 from plugins.store import (
@@ -310,11 +310,11 @@ class SqlStore(Store):
             except Exception:  # noqa: BLE001 - whatever the cause, the database does not answer
                 return StoreUnavailable(str(error.orig))
         refused = isinstance(error, exc.DataError | exc.IntegrityError)  # a team's constraints too
-        if writing and _duplicate_key(error):
+        if writing and duplicate_key(error):
             # Another transaction inserted the same new row first: a worker that lost its lease
             # finishing the same command. Not the document's fault: the retry finds it applied.
             return error
-        if writing and (refused or _mysql_code(error) in REFUSED_BY_MYSQL):
+        if writing and (refused or mysql_code(error) in REFUSED_BY_MYSQL):
             return Rejected(f"the database refused the document: {str(error.orig).splitlines()[0]}")
         return error
 
@@ -389,19 +389,6 @@ def _apply_to_table(layout: Layout, command: Command, current: Document | None) 
     if refused:
         raise Rejected(f"{command.collection}/{command.entity_id}: {refused}")
     return document
-
-
-def _duplicate_key(error: exc.DBAPIError) -> bool:
-    """A unique or primary key violation (PostgreSQL 23505, MySQL/MariaDB 1062, SQLite)."""
-    if not isinstance(error, exc.IntegrityError):
-        return False
-    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return code == "23505" or _mysql_code(error) == 1062 or "UNIQUE constraint failed" in str(error.orig)
-
-
-def _mysql_code(error: exc.DBAPIError) -> int | None:
-    args = getattr(error.orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
 
 
 @hookimpl

@@ -30,7 +30,7 @@ def letters(make_dead_letter: DeadLetterMaker) -> dict[str, str]:
         ),
         "task": make_dead_letter(2, collection="tasks", error="value too long for type", failed_ms=now - 500),
         "typed": make_dead_letter(
-            3, collection="tasks", error="not yours", et="forbidden", failed_ms=now - 100
+            3, collection="tasks", error="not yours", ety="forbidden", failed_ms=now - 100
         ),
     }
 

@@ -62,7 +62,7 @@ def test_dead_letters_are_grouped_by_collection_and_by_error(
     make_dead_letter(0, collection="notes", error="the document 'n1' does not exist")
     make_dead_letter(1, collection="notes", error="the document 'n22' does not exist")
     make_dead_letter(2, collection="tasks", error="the database refused the document: value 42 too long")
-    make_dead_letter(3, collection="tasks", error="ignored when typed", et="conflict")
+    make_dead_letter(3, collection="tasks", error="ignored when typed", ety="conflict")
     snap = status_json(cli)["dead_letters"]
     assert snap["total"] == snap["scanned"] == 4
     assert snap["by_collection"] == [{"collection": "notes", "count": 2}, {"collection": "tasks", "count": 2}]
