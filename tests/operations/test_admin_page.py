@@ -9,31 +9,16 @@ ADMIN_SCREENSHOT=<path> saves the page with the dead letter shown (docs/admin.pn
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.client.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.api import SECRET, token
-from tests.support.services import missing, wait_until
+from tests.support.services import wait_until
 from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (its own browser downloads never used)."""
-    if not Path(CHROMIUM).exists():
-        missing("Chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install chromium)"))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
