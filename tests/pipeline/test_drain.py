@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from gateway.ids import partition_of
 from gateway.redis_client import RoundTrip
 from settings import load
 from workers import runtime
 from workers.drain import DrainJob, drain_partition
+from workers.outcome import Outcomes
 from workers.stream import PartitionStream
 
 pytestmark = pytest.mark.integration
@@ -275,3 +277,30 @@ def test_batch_wait_lets_commands_arriving_meanwhile_join_the_transaction(
     threading.Timer(0.1, lambda: late.append(accept_in(client, 0))).start()
     drain_partition(0)
     assert batches[0] == [first, *late]
+
+
+def test_a_refused_command_delivered_again_after_its_batch_committed_is_failed_again(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store committed the batch, then recording its outcomes failed (Redis lost): the next
+    pass gets the same batch again, and the refused patch fails again as it did the first time,
+    though the put after it moved its entity's ledger past it."""
+    entity = entity_in("things", 0)
+    patched = client.patch(f"/api/things/{entity}", json={"v": 1}).json["command_id"]  # e absent: refused
+    put = client.put(f"/api/things/{entity}", json={"v": 2}).json["command_id"]
+    real_finish = Outcomes._finish
+
+    def redis_lost(outcomes: Outcomes, finished: Any, now: int) -> bool:
+        raise redis.ConnectionError("Redis lost after the store committed")
+
+    monkeypatch.setattr(Outcomes, "_finish", redis_lost)
+    drain_partition(0)
+    assert client.get(f"/api/commands/{patched}").json["status"] == "pending"
+
+    monkeypatch.setattr(Outcomes, "_finish", real_finish)
+    rt.gw.redis.delete(rt.gw.keys.pause(0), rt.gw.keys.lease(0))
+    drain_partition(0)
+    records = [client.get(f"/api/commands/{c}").json for c in (patched, put)]
+    assert [r["status"] for r in records] == ["failed", "applied"]
+    assert records[0]["error_type"] == "not_found"
+    assert client.get(f"/api/things/{entity}").json == {"v": 2, "id": entity}
