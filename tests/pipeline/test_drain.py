@@ -151,11 +151,13 @@ def test_an_idle_job_waits_for_new_entries_then_ends(
     is applied by the same job; with none for LINGER_SECONDS, the job ends and lets go."""
     first = accept_in(client, 0)
     late: list[str] = []
+    sending: list[threading.Timer] = []  # set at once: a wait before the timer fired sends no second
     real_wait = DrainJob._wait_for_entries
 
     def wait_and_send_one(job: DrainJob, idle: Any, seconds: float) -> bool:
-        if not late:
-            threading.Timer(0.02, lambda: late.append(accept_in(client, 0))).start()
+        if not sending:
+            sending.append(threading.Timer(0.02, lambda: late.append(accept_in(client, 0))))
+            sending[0].start()
         return real_wait(job, idle, seconds)
 
     monkeypatch.setattr(DrainJob, "_wait_for_entries", wait_and_send_one)
