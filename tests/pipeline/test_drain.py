@@ -13,6 +13,7 @@ import redis
 
 from gateway.ids import partition_of
 from gateway.redis_client import RoundTrip
+from plugins.store import Rejected
 from settings import load
 from workers import runtime
 from workers.drain import DrainJob, drain_partition
@@ -305,4 +306,27 @@ def test_a_refused_command_delivered_again_after_its_batch_committed_is_failed_a
     records = [client.get(f"/api/commands/{c}").json for c in (patched, put)]
     assert [r["status"] for r in records] == ["failed", "applied"]
     assert records[0]["error_type"] == "not_found"
+    assert client.get(f"/api/things/{entity}").json == {"v": 2, "id": entity}
+
+
+def test_the_commands_held_back_behind_a_raised_refusal_apply_in_the_same_job(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entity = entity_in("things", 0)
+    poisoned = client.put(f"/api/things/{entity}", json={"poison": 1}).json["command_id"]
+    after = client.put(f"/api/things/{entity}", json={"v": 2}).json["command_id"]
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+
+    def refuse_poison(commands: Any) -> Any:
+        if any("poison" in (c.payload or {}) for c in commands):
+            raise Rejected("the database refused the document")
+        return real(commands)
+
+    monkeypatch.setattr(store, "apply", refuse_poison)
+    drain_partition(0)
+    assert [client.get(f"/api/commands/{c}").json["status"] for c in (poisoned, after)] == [
+        "failed",
+        "applied",
+    ]
     assert client.get(f"/api/things/{entity}").json == {"v": 2, "id": entity}
