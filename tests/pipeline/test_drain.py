@@ -15,7 +15,7 @@ from gateway.ids import partition_of
 from gateway.redis_client import RoundTrip
 from plugins.store import Rejected
 from settings import load
-from workers import runtime
+from workers import outcome, runtime
 from workers.drain import DrainJob, drain_partition
 from workers.outcome import Outcomes
 from workers.stream import PartitionStream
@@ -52,10 +52,13 @@ def test_one_job_drains_every_partition_with_due_work(rt: runtime.Runtime, clien
 
 
 def test_a_partition_that_cannot_be_drained_is_paused_and_the_others_go_on(
-    rt: runtime.Runtime, client: Any
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken, fine = accept_in(client, 0), accept_in(client, 1)
     gw = rt.gw
+    # A pause long enough to be seen after the job drained the other partitions, however slowly.
+    monkeypatch.setattr(outcome, "MAX_PAUSE_MS", 600_000)
+    monkeypatch.setattr(gw, "settings", gw.settings.model_copy(update={"retry_base_seconds": 600}))
     gw.redis.hset(gw.keys.command(0, broken), "pl", "{not json")  # a record damaged in Redis
 
     summary = drain_partition(0)
