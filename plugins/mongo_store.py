@@ -2,11 +2,11 @@
 
 Each collection is a MongoDB collection of the same name in the URL's database (default
 `gateway`); a document is stored as it is, with the entity id as `_id` and the gateway's
-bookkeeping in one field `_gw`: `{"seq": <last applied command's sequence>}`, and the refusals
-kept for a re-delivery (`plugins.mongo_form`). A deleted entity
-stays as a tombstone `{"_id", "_gw": {"seq", "deleted": true, "at"}}`, so that the sequence
-outlives the document and a late re-delivery of an older command cannot bring it back. Reads
-skip tombstones; `_id` and `_gw` are reserved field names.
+bookkeeping in one field `_gw`: `{"seq": <last applied command's sequence>}`, with the refusals
+kept for a re-delivery (`plugins.mongo_form`). A deleted entity stays as a tombstone `{"_id",
+"_gw": {"seq", "deleted": true, "at"}}`, so that the sequence outlives the document and a late
+re-delivery of an older command cannot bring it back. Reads skip tombstones; `_id` and `_gw`
+are reserved field names.
 
 How the guarantees hold:
 
