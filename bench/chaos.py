@@ -384,6 +384,11 @@ class Chaos:
             "RATE_LIMIT_WRITES": "1000000/minute",
             "RATE_LIMIT_READS": "1000000/minute",
             "WEB_CONCURRENCY": "1",
+            # The checker reads every accepted command's record and counts every dead letter: a
+            # long run makes more than the default caps keep (10,000 records per user, 10,000
+            # dead letters in all), and a record or dead letter trimmed would look lost.
+            "STATUS_RECORDS_PER_USER": "10000000",
+            "MAX_DEAD_LETTERS": "10000000",
         }
         self.redis = Managed(
             "redis",
