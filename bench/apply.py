@@ -131,8 +131,9 @@ def drop(database_url: str, table: str) -> None:
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-        if sa.inspect(conn).has_table("_gateway_applied"):
-            conn.execute(sa.text("DELETE FROM _gateway_applied WHERE collection = :c"), {"c": table})
+        for ledger in ("_gateway_applied", "_gateway_refused"):
+            if sa.inspect(conn).has_table(ledger):
+                conn.execute(sa.text(f"DELETE FROM {ledger} WHERE collection = :c"), {"c": table})
     engine.dispose()
 
 

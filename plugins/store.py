@@ -7,6 +7,9 @@ A store applies commands that the gateway has already accepted and validated. It
 - Re-applying is harmless. Each command carries `seq`, its acceptance order; a store keeps, per
   entity, the `seq` of the last command it applied and skips any command whose `seq` is not
   greater. A re-delivered command, or a late one from a worker that lost its lease, is a no-op.
+- A refusal is answered again: a store keeps, with its ledger, the refusals of the commands it
+  refused (`plugins.ledger`), so that a batch delivered again after its commit gets each refused
+  command's refusal again, not "applied before".
 - Unreachable is not wrong: raise `StoreUnavailable` when the backend cannot be reached; the
   gateway then waits and retries without counting an attempt against the command.
 - Refused is final: raise `Rejected` when the backend refuses a document (PostgreSQL's jsonb
@@ -181,8 +184,9 @@ class Store(abc.ABC):
         """Apply `commands`, in order, atomically; one outcome per command, in the same order.
 
         A command that `Command.apply_to` or `Command.owner_after` rejects changes nothing and
-        gets the `Rejected` as outcome; the others still commit. A command whose `seq` is not
-        greater than the last one applied to its entity is skipped, with outcome None. Any
+        gets the `Rejected` as outcome; the others still commit. A command refused before (a
+        re-delivery) gets its kept refusal again; any other whose `seq` is not greater than the
+        last one applied to its entity is skipped, with outcome None. Any
         exception means nothing was committed: `StoreUnavailable` (unreachable), `Rejected`
         (a document refused), or any other.
         """

@@ -19,7 +19,8 @@ from gateway.schemas import Collections
 from plugins import sql_engine
 from plugins.conformance import StoreConformance, cmd, walk
 from plugins.sql_engine import CONNECT_TIMEOUT_SECONDS
-from plugins.sql_store import LEDGER, SqlStore
+from plugins.sql_ledger import LEDGER
+from plugins.sql_store import SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
 from tests.support.netns import PartitionableRoute
 from tests.support.services import wait_until
