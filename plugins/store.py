@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from plugins.merge_patch import merge_patch
@@ -76,6 +76,10 @@ class Access:
       None: the store's own place (a managed table's owner column, a document's hidden field).
     - `declared`: False for a collection that no declaration names (development only): a store
       may then use only a table or collection of its own making, never one it merely finds.
+    - `claims`: the claims of the user's token that the deployment carries with each command
+      (`COMMAND_CLAIMS`, and always the roles claim `JWT_ROLES_CLAIM` names), for a store's own
+      rules; empty when none are carried (open dev mode, a trusted caller, a token without
+      them). Whether the user is an operator is `operator`, already decided from the roles.
     """
 
     user: str
@@ -83,6 +87,7 @@ class Access:
     policy: Policy = "owner"
     owner_field: str | None = None
     declared: bool = True
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def owned(self) -> bool:
@@ -110,6 +115,16 @@ class Command:
     entity_id: str
     payload: Document | None  # the document (create, replace), the merge patch, or None (delete)
     access: Access | None = None  # who sent it; None: a trusted caller, no owner recorded or checked
+
+    @property
+    def user(self) -> str | None:
+        """The user who sent the command; None for a trusted caller."""
+        return self.access.user if self.access is not None else None
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The claims of the sender's token carried with the command (`Access.claims`)."""
+        return self.access.claims if self.access is not None else {}
 
     def owner_after(self, current: Document | None, owner: str | None) -> str | None:
         """The entity's owner after this command, given its document and owner before.

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from gateway import request_ids
 from gateway.accept import (
     BacklogFull,
     Idempotency,
@@ -23,6 +24,7 @@ from gateway.access import may_write_at_once
 from gateway.api import (
     authenticate,
     body_limits,
+    carried_claims_json,
     check_authorized,
     check_collection_exists,
     check_target,
@@ -111,6 +113,8 @@ def _accepted(
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
             operator=identity.operator,
+            request_id=request_ids.current() or "",
+            claims=carried_claims_json(),
         )
         result = accept(gw, call)
     except RateLimited as error:
