@@ -234,7 +234,7 @@ DOCUMENT = {
     "properties": {"id": entity_id_schema("the entity id; without it the server makes one (a UUID)")},
 }
 SAME_ID = entity_id_schema("if present, the id in the URL")
-ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "503")
+ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "431", "503")
 
 
 @bp.post("/<collection:collection>")
@@ -295,7 +295,7 @@ def patch(collection: str, entity_id: str) -> Response:
 
 
 @bp.delete("/<collection:collection>/<entity_id>")
-@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "503")))
+@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "431", "503")))
 def delete(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     _check_write("delete", collection, entity_id, None)
