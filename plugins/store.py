@@ -17,6 +17,11 @@ A store applies commands that the gateway has already accepted and validated. It
   write to an existing document, in the same transaction as the write and the ledger, so that no
   race slips past. `get` and `list` with an `Access` of policy `owner` show only the user's own
   documents (an operator's: every one). `Command.owner_after` holds the rule.
+- Claims are for a store's own rules. `Access.claims` holds the claims of the sender's token that
+  the deployment carries with each command (COMMAND_CLAIMS and the roles claim, read back from
+  the command's record however late it is applied); a store may refuse a write on them
+  (`Forbidden`, as the command's outcome, in its transaction), never stores them in a document,
+  and takes no claim for operator rights: `Access.operator` alone grants those.
 
 `plugins.conformance.StoreConformance` holds the tests every store passes.
 """
