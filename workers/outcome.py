@@ -17,7 +17,7 @@ debug line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway import record, scripts
@@ -47,8 +47,8 @@ class Decisions:
     retries: list[scripts.Retry] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
     outage: bool = False
-    # What to log once written: each finished command and its result (None: applied), and
-    # each retried one with its result.
+    # What to log once written: each finished command and its result (None: applied), in the
+    # order of `finished`, and each retried one with its result.
     finished_results: list[tuple[Entry, Result | None]] = field(default_factory=list)
     retried_results: list[tuple[Entry, Result]] = field(default_factory=list)
 
@@ -180,10 +180,8 @@ class Outcomes:
         retry. True when anything finished or was scheduled again."""
         now = record.now_ms()
         decisions = decide(results, self.gw.settings, now)
-        if decisions.finished and not self._finish(decisions.finished, now):
+        if decisions.finished and not self._finish(decisions, now):
             return False
-        for entry, result in decisions.finished_results:
-            log_finished(entry, result)
         if decisions.retries and not self._retry(decisions.retries):
             return False
         for entry, retried in decisions.retried_results:
@@ -200,9 +198,12 @@ class Outcomes:
             self.outages_cleared = True
         return bool(decisions.finished or decisions.retries) and not decisions.outage
 
-    def _finish(self, finished: list[scripts.Finished], now: int) -> bool:
+    def _finish(self, decisions: Decisions, now: int) -> bool:
+        """Finish the commands chunk by chunk, logging each chunk's once it is written."""
         settings = self.gw.settings
-        for chunk in _chunks(finished, FINISH_CHUNK):
+        finished = decisions.finished
+        for start in range(0, len(finished), FINISH_CHUNK):
+            chunk = finished[start : start + FINISH_CHUNK]
             call = scripts.finish(
                 self.gw.keys,
                 self.partition,
@@ -233,6 +234,8 @@ class Outcomes:
                     reply[1],
                     settings.max_dead_letters,
                 )
+            for entry, result in decisions.finished_results[start : start + FINISH_CHUNK]:
+                log_finished(entry, result)
         self.applied += sum(1 for command in finished if command.status == record.APPLIED)
         self.failed += sum(1 for command in finished if command.status == record.FAILED)
         return True
@@ -244,8 +247,3 @@ class Outcomes:
             return False
         self.gw.redis.hincrby(self.gw.keys.stats(self.partition), "retries", len(retries))
         return True
-
-
-def _chunks(items: list[scripts.Finished], size: int) -> Iterator[list[scripts.Finished]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
