@@ -14,6 +14,7 @@ is refused (431), never cut: a rule may depend on the very part a cut would drop
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,8 +33,12 @@ class ClaimsTooLarge(ValueError):
 
 def carried_names(settings: Settings) -> tuple[str, ...]:
     """The top-level claims carried with each command, in the order they are named."""
-    names = [name.strip() for name in settings.command_claims.split(",") if name.strip()]
-    roles = settings.jwt_roles_claim
+    return _names(settings.command_claims, settings.jwt_roles_claim)
+
+
+@functools.cache  # one pair of settings per process: parsed once, not on every write
+def _names(command_claims: str, roles: str) -> tuple[str, ...]:
+    names = [name.strip() for name in command_claims.split(",") if name.strip()]
     names += [roles, roles.split(".", 1)[0]] if "." in roles else [roles]
     return tuple(dict.fromkeys(names))
 
