@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # the role that makes a user an operator, who may read and write every document.
     jwt_roles_claim: str = Field(default="roles", min_length=1)
     admin_role: str = Field(default="admin", min_length=1)
+    # Claims of the token carried with each command to the store plugins and notifiers
+    # (comma-separated top-level names; the roles claim always is), at most 2 KiB as JSON
+    # (gateway/claims.py): what an application's rule needs, not the whole token.
+    command_claims: str = ""
     port: int = Field(default=5000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=64)
     cors_origins: str = ""
@@ -143,6 +147,10 @@ class Settings(BaseSettings):
 
     # Logs: `json` (one object a line) or `text`; unset: json in production, text elsewhere.
     log_format: Literal["json", "text"] | None = None
+    # The lowest level written. DEBUG adds a line per applied command (its request id, command
+    # id and collection), to follow one request through the worker; INFO has a line per retry
+    # and a warning per dead letter.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Notifications.
     # Seconds between WebSocket pings and between SSE heartbeat comments on an idle connection:

@@ -112,10 +112,12 @@ def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object)
 
 
 def fill(gw: Gateway, collection: str, count: int) -> None:
-    """Accept `count` creates on distinct entities through the product's accept script."""
+    """Accept `count` creates on distinct entities through the product's accept script, each
+    with a request id as the web process gives every write (16 hex characters)."""
     pipe = gw.redis.pipeline(transaction=False)
     for i in range(count):
-        call = prepare(gw, "bench", "create", collection, f"e{i}", orjson.loads(payload(i)))
+        document = orjson.loads(payload(i))
+        call = prepare(gw, "bench", "create", collection, f"e{i}", document, request_id=f"{i:016x}")
         gw.scripts.run(call.script, client=pipe)
         if i % 2000 == 1999:
             pipe.execute()

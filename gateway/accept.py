@@ -117,8 +117,11 @@ def prepare(
     idempotency: Idempotency | None = None,
     limit: WriteLimit | None = None,
     operator: bool = False,
+    request_id: str = "",
+    claims: bytes | str = b"",
 ) -> AcceptCall:
-    """The accept script's call for this command."""
+    """The accept script's call for this command, sent by the request `request_id` with the
+    token's carried `claims` (gateway/claims.py, as JSON); both travel in its record."""
     now = record.now_ms()
     partitions = gw.settings.partitions
     partition = partition_of(collection, entity_id, partitions)
@@ -130,7 +133,7 @@ def prepare(
         partition,
         command_id=command_id,
         entity_id=entity_id,
-        record=record.new(op, collection, entity_id, user, payload, now, operator),
+        record=record.new(op, collection, entity_id, user, payload, now, operator, request_id, claims),
         idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
         idempotency_record=key_record,
         fingerprint=idempotency.fingerprint if idempotency else "",

@@ -7,11 +7,13 @@ A dead letter is named `<partition>/<entry id>`. It is shown with the API's fiel
     {"dead_letter": "3/1795747626279-0", "command_id": "3-917c...", "op": "create",
      "collection": "notes", "entity_id": "n1", "user": "alice", "payload": {"text": "..."},
      "error": "the document n1 already exists", "error_type": "conflict",   # when recorded
-     "attempts": 1, "accepted_at": "2026-...Z", "failed_at": "2026-...Z"}
+     "attempts": 1, "accepted_at": "2026-...Z", "failed_at": "2026-...Z",
+     "request_id": "8f3c...", "claims": {"roles": ["editor"]}}              # when recorded
 
-A replay accepts the command again as a new command of the same user (as the write routes do,
-without their rate limit and Idempotency-Key) and removes the dead letter only once the new
-command is accepted: a replay that fails leaves the letter where it was. A drop forgets it (the
+A replay accepts the command again as a new command of the same user, with the claims, operator
+flag and request id it first carried (as the write routes do, without their rate limit and
+Idempotency-Key), and removes the dead letter only once the new command is accepted: a replay
+that fails leaves the letter where it was. A drop forgets it (the
 command stays `failed`). Two operators replaying the same letter at the same moment may both
 get it accepted; a replay is meant to be run by one operator at a time.
 """
@@ -94,6 +96,10 @@ class DeadLetter:
         }
         if f.get(ERROR_TYPE):
             shown["error_type"] = f[ERROR_TYPE]
+        if f.get(record.REQUEST_ID):  # the X-Request-ID that sent it: its lines in every log
+            shown["request_id"] = f[record.REQUEST_ID]
+        if f.get(record.CLAIMS):
+            shown["claims"] = _payload(f[record.CLAIMS])
         if f.get(record.PAYLOAD_DIGEST):  # too large to keep: its size and SHA-1 only
             shown["payload_size"] = int(f.get(record.PAYLOAD_SIZE) or 0)
             shown["payload_digest"] = f[record.PAYLOAD_DIGEST]
@@ -190,7 +196,17 @@ def replay(gw: Gateway, letter: DeadLetter) -> Replayed:
         dead = record.dead_command(letter.fields)
     except record.PayloadNotKept as error:
         raise NotReplayed(f"{letter.name} cannot be replayed: {error}") from error
-    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
+    call = prepare(
+        gw,
+        dead.user,
+        dead.op,
+        dead.collection,
+        dead.entity_id,
+        dead.payload,
+        operator=dead.operator,
+        request_id=dead.request_id,
+        claims=dead.claims,
+    )
     try:
         result = accept(gw, call)
     except (TooManyPending, BacklogFull) as error:

@@ -13,6 +13,7 @@ a bad one stops the start.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,16 @@ class Collections:
         """The collection's declaration; an undeclared one's (policy owner, store-made only)."""
         return self.declarations.get(name, UNDECLARED)
 
-    def access(self, collection: str, user: str, operator: bool) -> Access:
-        """What a store is told of a read or write of `collection` by `user`."""
+    def access(
+        self, collection: str, user: str, operator: bool, claims: Mapping[str, Any] | None = None
+    ) -> Access:
+        """What a store is told of a read or write of `collection` by `user` (and the claims
+        carried with it, gateway/claims.py)."""
         found = self.declarations.get(collection)
+        claims = claims if claims is not None else {}
         if found is None:
-            return Access(user, operator, "owner", None, declared=False)
-        return Access(user, operator, found.policy, found.owner_field)
+            return Access(user, operator, "owner", None, declared=False, claims=claims)
+        return Access(user, operator, found.policy, found.owner_field, claims=claims)
 
     def errors(self, collection: str, document: dict[str, Any]) -> list[dict[str, str]]:
         """What the collection's schema finds wrong with `document` (none without a schema)."""

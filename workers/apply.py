@@ -18,7 +18,6 @@ When a batch fails, its commands are applied one by one, so that a bad command f
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,8 +27,6 @@ from gateway.public_errors import type_of
 from gateway.stores import StoreRouter
 from plugins.store import ErrorType, Outcome, Rejected, Store, StoreUnavailable
 from workers.stream import Entry
-
-log = logging.getLogger("gateway.drain")
 
 Kind = Literal["applied", "failed", "retry", "unavailable"]
 
@@ -78,8 +75,7 @@ def apply_batch(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
     except Exception as error:  # noqa: BLE001 - any store error is the command's or the store's
         if not _reachable(store):
             return {e: Result("unavailable", describe(error)) for e in entries}
-        if len(entries) == 1:
-            log.info("command %s failed: %s", entries[0].command.command_id, describe(error))
+        if len(entries) == 1:  # logged once its retry is recorded (workers/outcome.py)
             return {entries[0]: Result("retry", describe(error))}
         return _apply_one_by_one(store, entries)
     return {

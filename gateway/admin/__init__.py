@@ -152,6 +152,8 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
         "attempts": {"type": "integer"},
         "accepted_at": {"type": ["string", "null"]},
         "failed_at": {"type": ["string", "null"]},
+        "request_id": {"type": "string", "description": "the X-Request-ID of the request that sent it"},
+        "claims": {"type": "object", "description": "the token claims carried with it (COMMAND_CLAIMS)"},
     },
 }
 FILTERS: dict[str, dict[str, Any]] = {

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from gateway import request_ids
 from gateway.accept import (
     BacklogFull,
     Idempotency,
@@ -23,6 +24,7 @@ from gateway.access import may_write_at_once
 from gateway.api import (
     authenticate,
     body_limits,
+    carried_claims_json,
     check_authorized,
     check_collection_exists,
     check_target,
@@ -111,6 +113,8 @@ def _accepted(
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
             operator=identity.operator,
+            request_id=request_ids.current() or "",
+            claims=carried_claims_json(),
         )
         result = accept(gw, call)
     except RateLimited as error:
@@ -230,7 +234,7 @@ DOCUMENT = {
     "properties": {"id": entity_id_schema("the entity id; without it the server makes one (a UUID)")},
 }
 SAME_ID = entity_id_schema("if present, the id in the URL")
-ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "503")
+ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "431", "503")
 
 
 @bp.post("/<collection:collection>")
@@ -291,7 +295,7 @@ def patch(collection: str, entity_id: str) -> Response:
 
 
 @bp.delete("/<collection:collection>/<entity_id>")
-@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "503")))
+@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "431", "503")))
 def delete(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     _check_write("delete", collection, entity_id, None)

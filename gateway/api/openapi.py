@@ -110,12 +110,16 @@ BODY_LIMITS = (
     "A JSON object of at most MAX_BODY_BYTES, nested at most MAX_JSON_DEPTH levels deep, with at "
     "most MAX_JSON_MEMBERS members (object members and array elements) in all, and integers within 64 bits."
 )
+CLAIMS_TOO_LARGE = (
+    "The token's claims carried with each command (COMMAND_CLAIMS, the roles claim) exceed 2 KiB."
+)
 WRITE_PROBLEMS = {
     "400": problem("The body is not JSON, or the Idempotency-Key is malformed."),
     "403": problem("The collection is read-only (operators excepted), or a plugin's rule refuses the write."),
     "404": problem("There is no such collection (not declared)."),
     "413": problem("The body is larger than MAX_BODY_BYTES."),
     "415": problem("The body is not sent as one of the media types this call takes."),
+    "431": problem(CLAIMS_TOO_LARGE),
     "422": problem(
         "The body breaks a rule: not an object, too deep, too many members, an integer beyond 64 bits, "
         "an `id` that is not an entity id (or not the URL's), the collection's schema or its store's "

@@ -56,10 +56,13 @@ def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
         wait_until(lambda: page.inner_text("#backlog") == "0", 30, "the backlog drained")
         page.locator("#workers li[data-worker]").wait_for(timeout=10_000)
 
-        api.write("alice", "/api/notes/later", {"done": True}, method="PATCH")  # no such note: dead letter
+        traced = {**alice(), "X-Request-ID": "admin-page-1"}
+        sent = api.call("PATCH", "/api/notes/later", {"done": True}, traced)  # no such note: dead letter
+        assert sent[0] == 202
         row = page.locator("#dead tbody tr[data-collection=notes]")
         row.wait_for(timeout=20_000)
         assert "patch" in row.inner_text() and "alice" in row.inner_text()
+        assert row.get_attribute("data-request-id") == "admin-page-1"  # its lines in the logs
         assert page.inner_text("#dead-count") == "1"
 
         api.write("alice", "/api/notes/later", {"text": "written later"})  # the cause, fixed
