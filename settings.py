@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # How long the first answer to an Idempotency-Key is kept for replay: at least a day, so a
     # client may retry through a day-long outage of its own.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
+    # Idempotency-Key records kept per user (the oldest go first, even before
+    # IDEMPOTENCY_TTL_SECONDS): a user writing at the rate limit for a day cannot fill Redis.
+    idempotency_keys_per_user: int = Field(default=10_000, ge=1)
     # The shape a write's JSON body may take, beside its size: nesting depth (the body is 1) and
     # object members and array elements in the whole body (so a check's cost is bounded).
     max_json_depth: int = Field(default=32, ge=1, le=512)
