@@ -39,7 +39,7 @@ from bench.common import (
 from bench.e2e import percentile
 from gateway import record
 from gateway.context import Gateway
-from gateway.ids import partition_of_command
+from gateway.ids import partition_of, partition_of_command
 
 SECRET = "abuse-bench-secret-of-32-bytes-long!"
 # What the run's keys may hold at most: the abuser's status records (STATUS_RECORDS_PER_USER
@@ -108,15 +108,29 @@ def keys_memory(gw: Gateway) -> int:
     return sum(size or 0 for size in pipe.execute())
 
 
-def latencies(gw: Gateway, ids: list[str]) -> list[float]:
+def latencies(gw: Gateway, ids: list[str]) -> list[tuple[int, float]]:
+    """Each applied command's partition and accept -> applied time (ms)."""
     pipe = gw.redis.pipeline(transaction=False)
+    partitions = []
     for command_id in ids:
         partition = partition_of_command(command_id, gw.settings.partitions)
         assert partition is not None  # an id the gateway made
+        partitions.append(partition)
         pipe.hmget(
             gw.keys.command(partition, command_id), [record.STATUS, record.ACCEPTED_AT, record.FINISHED_AT]
         )
-    return [float(int(fin) - int(acc)) for st, acc, fin in pipe.execute() if st == record.APPLIED]
+    return [
+        (partition, float(int(fin) - int(acc)))
+        for partition, (st, acc, fin) in zip(partitions, pipe.execute(), strict=True)
+        if st == record.APPLIED
+    ]
+
+
+def spread(times: list[float]) -> str:
+    if not times:
+        return "none"
+    p50, p99 = percentile(times, 50), percentile(times, 99)
+    return f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(times):.0f} ms ({len(times)})"
 
 
 def main() -> None:
@@ -162,7 +176,8 @@ def main() -> None:
                 time.sleep(1)
             wait_drained(gw, timeout=120)
             peak = max(peak, keys_memory(gw))
-            times = latencies(gw, ids)
+            timed = latencies(gw, ids)
+            abused_partition = partition_of("abuse", "taken", gw.settings.partitions)
             dead = sum(gw.redis.xlen(gw.keys.dead(p)) for p in range(gw.settings.partitions))
     finally:
         clean(gw)
@@ -173,6 +188,7 @@ def main() -> None:
         f"{args.workers} workers"
     )
     print(f"  abuser's answers: {dict(sorted(abused.items()))}")
+    times = [ms for _, ms in timed]
     print(f"  well-behaved answers: {dict(sorted(behaved.items()))}, {len(times)} of {len(ids)} applied")
     print(f"  dead letters kept: {dead}")
     print(f"  peak memory of the run's keys: {peak / 2**20:.1f} MB (ceiling {CEILING_MB} MB)")
@@ -180,6 +196,8 @@ def main() -> None:
         f"  well-behaved accept -> applied: p50 {percentile(times, 50):.0f} ms, "
         f"p99 {percentile(times, 99):.0f} ms, max {max(times):.0f} ms (target p99 < {TARGET_P99_MS} ms)"
     )
+    print(f"    in the abuser's partition: {spread([ms for p, ms in timed if p == abused_partition])}")
+    print(f"    in the other partitions: {spread([ms for p, ms in timed if p != abused_partition])}")
 
 
 if __name__ == "__main__":
