@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # How long the first answer to an Idempotency-Key is kept for replay: at least a day, so a
     # client may retry through a day-long outage of its own.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
+    # Idempotency-Key records kept per user (the oldest go first, even before
+    # IDEMPOTENCY_TTL_SECONDS): a user writing at the rate limit for a day cannot fill Redis.
+    idempotency_keys_per_user: int = Field(default=10_000, ge=1)
     # The shape a write's JSON body may take, beside its size: nesting depth (the body is 1) and
     # object members and array elements in the whole body (so a check's cost is bounded).
     max_json_depth: int = Field(default=32, ge=1, le=512)
@@ -90,6 +93,10 @@ class Settings(BaseSettings):
     # burst (an import, a reconnect's catch-up) while holding it to 100 writes a second overall.
     rate_limit_writes: str = "6000/minute"
     rate_limit_reads: str = "18000/minute"
+    # Per-user limit of the bytes of write bodies beyond the first WRITE_BYTES_FREE (16 KiB) of
+    # each, checked from Content-Length before the body is read: one user's large writes cannot
+    # take the machine's CPU (parsing, Redis, the workers) from the others. Empty: none.
+    rate_limit_write_bytes: str = "60000000/minute"
     # The demo page at /demo (a to-do app written with /client.js). Unset: on in development
     # and test, off in production, where a page nobody asked for is only more to look after.
     demo_page: bool | None = None
@@ -219,7 +226,7 @@ class Settings(BaseSettings):
     def disabled_plugin_names(self) -> list[str]:
         return [m.strip() for m in self.disabled_plugins.split(",") if m.strip()]
 
-    @field_validator("rate_limit_writes", "rate_limit_reads")
+    @field_validator("rate_limit_writes", "rate_limit_reads", "rate_limit_write_bytes")
     @classmethod
     def _one_rate_limit(cls, value: str) -> str:
         """One limit per kind of call, so that counting it stays one Redis call."""

@@ -145,6 +145,7 @@ def prepare(
         quotas=scripts.Quotas(
             max_pending_per_user=gw.settings.max_pending_per_user,
             max_backlog=gw.settings.max_backlog,
+            idempotency_keys_per_user=gw.settings.idempotency_keys_per_user,
             pending_ttl_seconds=gw.settings.status_ttl_seconds,
             partitions=partitions,
         ),

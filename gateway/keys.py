@@ -74,6 +74,11 @@ class Keys:
         partition: a retry finds the record before it knows which entity it is about."""
         return f"{self.tag(partition)}:idem:{digest}"
 
+    def idempotency_keys(self, user: str) -> str:
+        """List of the record keys of the user's Idempotency-Keys, newest first: accept.lua
+        deletes the records beyond IDEMPOTENCY_KEYS_PER_USER. Expires with the records."""
+        return f"{self.prefix}:idemkeys:{user}"
+
     def write_window(self, user_digest: str, window: int) -> str:
         """Counter of a user's writes in one rate-limit window (numbered since the epoch), counted
         by accept.lua; it expires after two windows."""

@@ -57,12 +57,13 @@ class Scripts:
 
 @dataclass(frozen=True)
 class Quotas:
-    """The accept script's quotas: a user's unfinished commands and all unfinished commands (0:
-    no limit), how long an idle user's pending set is kept, and the partitions whose streams'
-    lengths make the backlog when it is recounted."""
+    """The accept script's quotas: a user's unfinished commands, all unfinished commands and the
+    user's Idempotency-Key records (0: no limit), how long an idle user's pending set is kept,
+    and the partitions whose streams' lengths make the backlog when it is recounted."""
 
     max_pending_per_user: int = 0
     max_backlog: int = 0
+    idempotency_keys_per_user: int = 0
     pending_ttl_seconds: int = 7 * 24 * 3600
     partitions: int = 1
 
@@ -92,9 +93,9 @@ def accept(
     writes per window, 0 for none) and the `quotas` of `user` (none: not counted against any),
     and count it under `stats_field` of the partition's stats. KEYS: record, stream, key record,
     the two counters (an unused key repeats the record), the user's pending set, the backlog
-    counter, stats. ARGV: command id, fingerprint, entity id, key record TTL, limit, previous
-    window's weight, counter TTL, the two quotas, now, pending set TTL, key prefix, partitions,
-    stats field, then the record's pairs."""
+    counter, stats, the user's key records list. ARGV: command id, fingerprint, entity id, key
+    record TTL, limit, previous window's weight, counter TTL, the two quotas, now, pending set
+    TTL, key prefix, partitions, stats field, key records kept, then the record's pairs."""
     record_key = keys.command(partition, command_id)
     current, previous = write_counters or (record_key, record_key)
     quotas = quotas or Quotas()
@@ -109,6 +110,7 @@ def accept(
             keys.pending(user),
             keys.backlog(),
             keys.stats(partition),
+            keys.idempotency_keys(user) if idempotency_record else record_key,
         ],
         [
             command_id,
@@ -125,6 +127,7 @@ def accept(
             keys.prefix,
             quotas.partitions,
             stats_field,
+            quotas.idempotency_keys_per_user,
             *record,
         ],
     )

@@ -163,7 +163,11 @@ def build(app: Flask) -> dict[str, Any]:
         )
         # For clients that cannot set headers: a browser's EventSource, WebSocket.
         spec.components.security_scheme("query_token", {"type": "apiKey", "in": "query", "name": "token"})
-    limits = {"writes": settings.rate_limit_writes, "reads": settings.rate_limit_reads}
+    limits = {
+        "writes": settings.rate_limit_writes,
+        "reads": settings.rate_limit_reads,
+        "write_bytes": settings.rate_limit_write_bytes,
+    }
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions[rule.endpoint]
@@ -197,6 +201,8 @@ def _operation(
         if kind == "writes":
             pending = "the user has MAX_PENDING_PER_USER commands unfinished (`/problems/too-many-pending`)"
             why = f"{why}, or {pending}" if why else pending[0].upper() + pending[1:]
+            if limits.get("write_bytes"):
+                why += f", or past its limit of write body bytes beyond 16 KiB each ({limits['write_bytes']})"
         responses["429"] = problem(f"{why}.", retry_after=True)
     responses.setdefault("405", METHOD_NOT_ALLOWED)
     operation["responses"] = responses

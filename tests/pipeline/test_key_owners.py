@@ -37,6 +37,7 @@ EXPIRING = [
     r"P:ratelimit:.+",
     r"P:events:.+",
     r"P:finished:.+",
+    r"P:idemkeys:.+",
     r"P:pending:.+",
     r"P:devices:.+",
     r"P:device:.+",
