@@ -168,7 +168,12 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
-    outcome = gw.accept_calls(call.script.keys, call.script.args)
+    return answer(call, gw.accept_calls(call.script.keys, call.script.args))
+
+
+def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
+    """What the accept script's reply to `call` means: the command accepted (or replayed), or
+    the refusal raised."""
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":
