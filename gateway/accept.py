@@ -8,6 +8,7 @@ that a refused or replayed request writes nothing.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -168,7 +169,10 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
-    return answer(call, gw.accept_calls(call.script.keys, call.script.args))
+    started = time.perf_counter()
+    outcome = gw.accept_calls(call.script.keys, call.script.args)
+    gw.process_report.observe_accept(time.perf_counter() - started)
+    return answer(call, outcome)
 
 
 def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
