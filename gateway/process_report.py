@@ -152,7 +152,7 @@ class ProcessReport:
 
     def _run(self) -> None:
         outage = Outage(log, "process report: Redis")
-        next_at = time.monotonic()
+        next_at = time.monotonic() + REPORT_SECONDS  # the first accept or stream is not held up
         while not self._stopped.wait(max(0.0, next_at - time.monotonic())):
             next_at = time.monotonic() + REPORT_SECONDS
             try:

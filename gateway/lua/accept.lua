@@ -12,8 +12,8 @@
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
 -- sliding window), ARGV[7] counter TTL (s), ARGV[8] MAX_PENDING_PER_USER, ARGV[9] MAX_BACKLOG,
 -- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions,
--- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`; '': not counted), ARGV[15..]
--- field/value pairs of the record.
+-- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`; '': not counted),
+-- ARGV[15..] field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
 -- with the same request; {'conflict'} when it came with another; {'busy'} when the user has
