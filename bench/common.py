@@ -34,6 +34,15 @@ def free_port() -> int:
 def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Iterator[str]:
     """gunicorn with the project's gunicorn.conf.py serving `app`; yields its base URL once
     `ready_path` answers, and stops it afterwards."""
+    with gunicorn_process(app, env, ready_path) as (base, _):
+        yield base
+
+
+@contextmanager
+def gunicorn_process(
+    app: str, env: dict[str, str], ready_path: str = "/healthz"
+) -> Iterator[tuple[str, int]]:
+    """`gunicorn`, yielding its base URL and its master's pid."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--access-logfile", "/dev/null"],
@@ -54,10 +63,52 @@ def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Ite
                 raise
             time.sleep(0.2)
     try:
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextmanager
+def redis_server() -> Iterator[tuple[str, int]]:
+    """A private redis-server on a free port, without persistence, so that its CPU is this
+    benchmark's alone; yields its URL and pid, and stops it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(each) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 # Which processes a CPU figure is charged to, by command line (or name, for the servers).

@@ -8,6 +8,7 @@ that a refused or replayed request writes nothing.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -172,7 +173,15 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
+    started = time.perf_counter()
     outcome = gw.accept_calls(call.script.keys, call.script.args)
+    gw.process_report.observe_accept(time.perf_counter() - started)
+    return answer(call, outcome)
+
+
+def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
+    """What the accept script's reply to `call` means: the command accepted (or replayed), or
+    the refusal raised."""
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":

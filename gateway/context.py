@@ -9,6 +9,7 @@ import redis
 
 from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
+from gateway.process_report import ProcessReport
 from gateway.redis_client import connect
 from gateway.schemas import Collections
 from gateway.scripts import Scripts
@@ -34,6 +35,11 @@ class Gateway:
         return ScriptBatcher(self.redis, self.scripts.script("accept"))
 
     @functools.cached_property
+    def process_report(self) -> ProcessReport:
+        """What this process alone knows (open streams, accept latencies), reported to Redis."""
+        return ProcessReport(self)
+
+    @functools.cached_property
     def plugins(self) -> Plugins:
         return Plugins(self.settings)
 
@@ -52,6 +58,8 @@ class Gateway:
             ensure_group(self.redis, self.keys, partition)
 
     def close(self) -> None:
+        if "process_report" in self.__dict__:
+            self.process_report.close()
         if "stores" in self.__dict__:
             self.stores.close()
         self.redis.close()

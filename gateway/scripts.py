@@ -25,7 +25,17 @@ from gateway.keys import GROUP, Keys
 from gateway.redis_client import RoundTrip
 
 LUA = Path(__file__).with_name("lua")
-NAMES = ("accept", "finish", "retry", "read", "kick", "lease_acquire", "lease_renew", "lease_release")
+NAMES = (
+    "accept",
+    "finish",
+    "retry",
+    "read",
+    "kick",
+    "lease_acquire",
+    "lease_renew",
+    "lease_release",
+    "dead_letter_replayed",
+)
 
 
 @dataclass(frozen=True)
@@ -266,3 +276,10 @@ def lease_release(keys: Keys, partition: int, *, token: str) -> ScriptCall:
     """lease_release.lua: drop the lease if it is still `token`'s (1), else 0. KEYS: lease.
     ARGV: token."""
     return ScriptCall("lease_release", [keys.lease(partition)], [token])
+
+
+def dead_letter_replayed(keys: Keys, partition: int, *, entry_id: str, command_record: str) -> ScriptCall:
+    """dead_letter_replayed.lua: remove the dead letter `entry_id` of the partition if the
+    command accepted again in the same transaction has its record (`command_record`): 1, else 0.
+    KEYS: dead letters, the record. ARGV: entry id."""
+    return ScriptCall("dead_letter_replayed", [keys.dead(partition), command_record], [entry_id])

@@ -10,15 +10,16 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-import bson
-from bson.errors import BSONError
-
 from plugins.ledger import Refusals, decode_refusals, encode_refusals
 from plugins.mongo_owners import META, stored_meta
 from plugins.store import Document, Rejected
 
 STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
+
+# Server error codes of a document MongoDB will never take: BadValue, a document too large
+# (BSONObjectTooLarge, and its form in a bulk write), bad field names, nesting past 100 levels.
+REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
 
 
 def refusals_of(stored: Document | None) -> Refusals:
@@ -70,6 +71,9 @@ def unchanged(stored: Document) -> Document:
 def check_encodable(collection: str, entity_id: str, body: Document) -> None:
     """Raise Rejected for a document BSON cannot hold (lone surrogates, integers past 64 bits,
     NUL in a key) or MongoDB will not take (over 16 MiB): before anything is written."""
+    import bson  # with pymongo: only when the store is used
+    from bson.errors import BSONError
+
     try:
         size = len(bson.encode(body))
     except (BSONError, ValueError, OverflowError) as error:  # UnicodeError is a ValueError

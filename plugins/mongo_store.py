@@ -31,18 +31,13 @@ import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
-
-import pymongo
-from pymongo import InsertOne, ReplaceOne
-from pymongo.client_session import ClientSession
-from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
 from plugins.mongo_form import (
+    REFUSED_CODES,
     STORE_FIELDS,
     check_encodable,
     document_of,
@@ -69,6 +64,12 @@ from plugins.store import (
     list_page,
 )
 from settings import Settings
+
+if TYPE_CHECKING:  # pymongo is imported when the store is first used (MONGO_URL set)
+    import pymongo
+    from pymongo import InsertOne, ReplaceOne
+    from pymongo.client_session import ClientSession
+    from pymongo.collection import Collection
 
 log = logging.getLogger("gateway.mongo_store")
 
@@ -132,6 +133,8 @@ class MongoStore(Store):
         }
         given = {name.lower() for name in parse_qs(urlsplit(self.url).query)}
         options = {k: v for k, v in options.items() if k.lower() not in given}  # the URL's win
+        import pymongo
+
         return pymongo.MongoClient(self.url, tz_aware=True, **options)
 
     @functools.cached_property
@@ -146,6 +149,8 @@ class MongoStore(Store):
     def transactions(self) -> bool:
         """Whether batches run in multi-document transactions (replica set or mongos)."""
         if self._transactions is None:
+            from pymongo.errors import OperationFailure
+
             with self._translated():
                 try:
                     hello = self.client.admin.command("hello")
@@ -229,6 +234,8 @@ class MongoStore(Store):
         self, collection: str, commands: Sequence[Command], indexes: list[int], session: ClientSession | None
     ) -> Plan:
         """Fold the commands at `indexes` into the stored state: outcomes and writes."""
+        from pymongo import InsertOne, ReplaceOne
+
         plan = Plan(collection)
         if not is_well_formed(collection):
             plan.outcomes = {i: f"{collection!r} is not a collection name" for i in indexes}
@@ -274,6 +281,9 @@ class MongoStore(Store):
 
     def _write(self, plan: Plan, session: ClientSession | None) -> None:
         """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
+        from pymongo import ReplaceOne
+        from pymongo.errors import BulkWriteError
+
         if not plan.writes:
             return
         collection = self._collection(plan.collection)
@@ -298,6 +308,8 @@ class MongoStore(Store):
     @contextlib.contextmanager
     def _translated(self, *, writing: bool = False) -> Iterator[None]:
         """StoreUnavailable for an unreachable server; Rejected for a document it refuses."""
+        from pymongo.errors import ConnectionFailure, OperationFailure
+
         try:
             yield
         except ConnectionFailure as error:
@@ -331,6 +343,8 @@ class MongoStore(Store):
             return [(d["_id"], document_of(d)) for d in found]  # type: ignore[misc]
 
     def ping(self) -> None:
+        from pymongo.errors import PyMongoError
+
         with self._translated():
             try:
                 self.client.admin.command("ping")
@@ -346,12 +360,7 @@ class MongoStore(Store):
             self.client.close()
 
 
-# Server error codes of a document MongoDB will never take: BadValue, a document too large
-# (BSONObjectTooLarge, and its form in a bulk write), bad field names, nesting past 100 levels.
-REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
-
-
 @hookimpl
 def register_stores(settings: Settings) -> list[Store]:
-    """The `mongo` store, when MONGO_URL is set."""
+    """The `mongo` store, when MONGO_URL is set (pymongo is imported on its first use only)."""
     return [MongoStore(settings.mongo_url)] if settings.mongo_url else []

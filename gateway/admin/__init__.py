@@ -203,6 +203,11 @@ def _filters(values: Any) -> letters.Filters:
     )
 
 
+def _chosen(body: dict[str, Any]) -> letters.Chosen:
+    """The dead letters a replay or drop body names: one, or all matching its filters."""
+    return letters.Chosen(body.get("dead_letter"), _filters(body))
+
+
 @bp.get("/status")
 @describe(
     tags=["operations"],
@@ -333,11 +338,7 @@ def _action() -> dict[str, Any]:
     auth=True,
 )
 def replay() -> Response:
-    body, gw = _action(), gateway()
-    if "dead_letter" in body:
-        done = [letters.replay(gw, letters.get(gw, body["dead_letter"]))]
-    else:
-        done = letters.replay_all(gw, _filters(body))
+    done = letters.replay_chosen(gateway(), _chosen(_action()))
     return json_response({"replayed": [one.shown() for one in done]})
 
 
@@ -358,11 +359,7 @@ def replay() -> Response:
     auth=True,
 )
 def drop() -> Response:
-    body, gw = _action(), gateway()
-    if "dead_letter" in body:
-        letters.drop(gw, letters.get(gw, body["dead_letter"]))
-        return json_response({"dropped": 1})
-    return json_response({"dropped": letters.drop_all(gw, _filters(body))})
+    return json_response({"dropped": letters.drop_chosen(gateway(), _chosen(_action()))})
 
 
 @bp.get("/commands/<command_id>")

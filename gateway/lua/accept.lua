@@ -12,9 +12,9 @@
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
 -- sliding window), ARGV[7] counter TTL (s), ARGV[8] MAX_PENDING_PER_USER, ARGV[9] MAX_BACKLOG,
 -- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions,
--- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`), ARGV[15] the key
--- records kept per user (0: all; beyond it the oldest are deleted), ARGV[16..] field/value
--- pairs of the record.
+-- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`; '': not counted),
+-- ARGV[15] the key records kept per user (0: all; beyond it the oldest are deleted), ARGV[16..]
+-- field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
 -- with the same request; {'conflict'} when it came with another; {'busy'} when the user has
@@ -91,7 +91,9 @@ local seq = redis.call('XADD', KEYS[2], '*', 'c', ARGV[1])
 redis.call('INCR', KEYS[7])
 redis.call('ZADD', KEYS[6], ARGV[10], ARGV[1])
 redis.call('EXPIRE', KEYS[6], ARGV[11])
-redis.call('HINCRBY', KEYS[8], ARGV[14], 1)
+if ARGV[14] ~= '' then
+  redis.call('HINCRBY', KEYS[8], ARGV[14], 1)
+end
 if keyed then
   redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'cid', ARGV[1], 'eid', ARGV[3])
   redis.call('EXPIRE', KEYS[3], ARGV[4])

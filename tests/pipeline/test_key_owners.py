@@ -27,6 +27,7 @@ FIXED = [
     r"\{P:\d+\}:fence",
     r"P:backlog",
     r"P:outbox",
+    r"P:web",  # one per deployment; a member per live web process, the gone ones removed
     r"rq:[a-z]+:P-(apply|push)",  # RQ's own queue and registries of the two queues
 ]
 # Keys made per user, command, token or moment: each must expire.
@@ -41,6 +42,7 @@ EXPIRING = [
     r"P:pending:.+",
     r"P:devices:.+",
     r"P:device:.+",
+    r"P:web:.+",
 ]
 
 
