@@ -11,7 +11,7 @@ from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
 from gateway.redis_client import connect
 from gateway.schemas import Collections
-from gateway.scripts import Scripts
+from gateway.scripts import Quotas, Scripts
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
 from settings import Settings
@@ -32,6 +32,16 @@ class Gateway:
     def accept_calls(self) -> ScriptBatcher:
         """The accept script, called through auto-pipelining (see gateway/pipelining.py)."""
         return ScriptBatcher(self.redis, self.scripts.script("accept"))
+
+    @functools.cached_property
+    def accept_quotas(self) -> Quotas:
+        """The quotas every accept call carries, from the settings."""
+        return Quotas(
+            max_pending_per_user=self.settings.max_pending_per_user,
+            max_backlog=self.settings.max_backlog,
+            pending_ttl_seconds=self.settings.status_ttl_seconds,
+            partitions=self.settings.partitions,
+        )
 
     @functools.cached_property
     def plugins(self) -> Plugins:
