@@ -91,6 +91,8 @@ class RoundTrip:
         pool = self._client.connection_pool
         connection = self._connection or pool.get_connection()
         try:
+            if self._connection is not None:
+                _ready(connection)
             return connection.retry.call_with_retry(
                 lambda: _exchange(self._client, connection, commands),
                 lambda error: connection.disconnect(),
@@ -101,6 +103,18 @@ class RoundTrip:
         finally:
             if self._connection is None:
                 pool.release(connection)
+
+
+def _ready(connection: Any) -> None:
+    """Check a held connection as the pool checks one it hands out: one with something to read
+    (the server closed it, as after a Redis restart) is connected again before it is used."""
+    try:
+        connection.connect()
+        if connection.can_read():
+            raise redis.ConnectionError("Connection has data")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        connection.disconnect()
+        connection.connect()
 
 
 def _exchange(client: redis.Redis, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
