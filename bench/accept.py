@@ -52,6 +52,7 @@ from bench.common import (
     gunicorn_process,
     redis_server,
     tree_cpu,
+    verdict,
     worker_processes,
 )
 
@@ -170,6 +171,19 @@ def main() -> None:
     for name, r in results.items():
         cpu = r["cpu"]
         print(f"{name:55} " + " ".join(f"{cpu[g]:8.0f}" for g in groups) + f" {sum(cpu.values()):8.0f}")
+    web = "web (gunicorn)"
+    print("\nweb CPU per accepted write / per GET of hello world, in the same gunicorn:")
+    for label in ("store up", "store stopped"):
+        write = results[f"product write route, {label} (POST)"]["cpu"][web]
+        print(
+            verdict(
+                f"{label:13} ({write:.0f} / {hello['cpu'][web]:.0f} us)",
+                write / hello["cpu"][web],
+                1.3,
+                at_most=True,
+                unit="x",
+            )
+        )
 
 
 MODES = ("on", "off")

@@ -25,12 +25,15 @@ from bench.common import (
     DEFAULT_REDIS,
     ROOT,
     clean,
+    cpu_snapshot,
+    cpu_used,
     fill,
     fresh_prefix,
     gateway_for,
     pause_all,
     payload,
     resume_all,
+    verdict,
     wait_drained,
     wait_workers_ready,
     worker_processes,
@@ -38,6 +41,7 @@ from bench.common import (
 
 
 def product(workers: int, count: int, redis_url: str, database_url: str) -> float:
+    """The product's commands/s; the CPU it cost per command goes to PRODUCT_CPU."""
     prefix = fresh_prefix()
     gw = gateway_for(prefix, redis_url, database_url)
     collection = f"{prefix}_docs"
@@ -49,13 +53,19 @@ def product(workers: int, count: int, redis_url: str, database_url: str) -> floa
         with worker_processes(workers, env):
             wait_workers_ready(gw, workers)
             gw.stores.default.apply([])  # the ledger table exists before the clock starts
+            before = cpu_snapshot()
             resume_all(gw)
             elapsed = wait_drained(gw, timeout=600)
+            used = cpu_used(before, cpu_snapshot())
+            PRODUCT_CPU[workers] = {group: seconds / count * 1e6 for group, seconds in used.items()}
     finally:
         clean(gw)
         drop(database_url, collection)
         gw.close()
     return count / elapsed
+
+
+PRODUCT_CPU: dict[int, dict[str, float]] = {}  # workers: CPU us per command, by process group
 
 
 def bare_loop(count: int, redis_url: str, database_url: str) -> float:
@@ -161,6 +171,20 @@ def main() -> None:
     print(f"{'run':60} {'commands/s':>11} {'x bare loop':>12}")
     for name, rate in rates.items():
         print(f"{name:60} {rate:11.0f} {rate / ceiling:12.2f}")
+    print("\nCPU per applied command (us), by process group (Redis and PostgreSQL: shared servers)")
+    for workers, cpu in PRODUCT_CPU.items():
+        print(
+            f"  {workers} worker process(es): " + ", ".join(f"{g.split()[0]} {v:.0f}" for g, v in cpu.items())
+        )
+    print(
+        verdict(
+            "2 workers / bare loop",
+            rates["product, 2 worker processes"] / ceiling,
+            0.5,
+            at_most=False,
+            unit="x",
+        )
+    )
 
 
 if __name__ == "__main__":

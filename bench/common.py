@@ -111,33 +111,49 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-# Which processes a CPU figure is charged to, by command line (or name, for the servers).
+# Which processes a CPU figure is charged to, by command line (or name, for the servers). The
+# web and worker processes counted are the run's own (started by this process): other runs on a
+# shared machine start theirs too. Redis and PostgreSQL are shared servers: their figures include
+# whatever else uses them meanwhile.
 CPU_GROUPS = (
     ("web (gunicorn)", lambda cmd, name: "gunicorn" in cmd),
     ("workers", lambda cmd, name: "-m workers" in cmd),
     ("redis", lambda cmd, name: name.startswith("redis-server")),
     ("postgres", lambda cmd, name: name.startswith("postgres")),
 )
+OWN_GROUPS = frozenset({"web (gunicorn)", "workers"})
 
 
 def cpu_snapshot() -> dict[str, tuple[str, float]]:
     """Each running process of a CPU_GROUPS group: its group and the user + system CPU seconds it
     has used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    snapshot: dict[str, tuple[str, float]] = {}
+    seen: dict[str, tuple[str, str, str, list[str]]] = {}  # pid: name, parent, command, stat fields
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
+        seen[pid] = (stat[stat.index("(") + 1 : stat.rindex(")")], fields[1], cmd, fields)
+    snapshot: dict[str, tuple[str, float]] = {}
+    for pid, (name, _, cmd, fields) in seen.items():
         for label, matches in CPU_GROUPS:
             if matches(cmd, name):
-                snapshot[pid] = (label, (int(fields[11]) + int(fields[12])) / ticks)
+                if label not in OWN_GROUPS or _descends_from_us(pid, seen):
+                    snapshot[pid] = (label, (int(fields[11]) + int(fields[12])) / ticks)
                 break
     return snapshot
+
+
+def _descends_from_us(pid: str, seen: dict[str, tuple[str, str, str, list[str]]]) -> bool:
+    mine = str(os.getpid())
+    while pid in seen and pid != "1":
+        pid = seen[pid][1]
+        if pid == mine:
+            return True
+    return False
 
 
 def cpu_used(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]]) -> dict[str, float]:
@@ -147,6 +163,13 @@ def cpu_used(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, f
     for pid, (label, seconds) in after.items():
         used[label] += seconds - before.get(pid, (label, 0.0))[1]
     return used
+
+
+def verdict(name: str, value: float, limit: float, *, at_most: bool, unit: str = "") -> str:
+    """One line for a target: the figure, the limit and whether it is met."""
+    met = value <= limit if at_most else value >= limit
+    bound = "<=" if at_most else ">="
+    return f"  {name}: {value:.2f}{unit} (target {bound} {limit:g}{unit}): {'met' if met else 'MISSED'}"
 
 
 def fresh_prefix() -> str:

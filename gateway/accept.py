@@ -7,6 +7,7 @@ that a refused or replayed request writes nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -57,12 +58,18 @@ class WriteLimit:
         """The user's counters of this window and the previous one, at `now` (ms)."""
         window_ms = self.window_seconds * 1000
         index, elapsed = divmod(now, window_ms)
-        who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any user id, a plain key
+        who = user_digest(user)
         return WriteWindow(
             counters=(keys.write_window(who, index), keys.write_window(who, index - 1)),
             previous_weight=1 - elapsed / window_ms,
             retry_after=-(-(window_ms - elapsed) // 1000),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def user_digest(user: str) -> str:
+    """Any user id as a plain key part; a process's active users are hashed once each."""
+    return hashlib.blake2b(user.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -143,13 +150,7 @@ def prepare(
         previous_window_weight=window.previous_weight if window else 0,
         counter_ttl_seconds=2 * limit.window_seconds if limit else 0,
         user=user,
-        quotas=scripts.Quotas(
-            max_pending_per_user=gw.settings.max_pending_per_user,
-            max_backlog=gw.settings.max_backlog,
-            idempotency_keys_per_user=gw.settings.idempotency_keys_per_user,
-            pending_ttl_seconds=gw.settings.status_ttl_seconds,
-            partitions=partitions,
-        ),
+        quotas=gw.accept_quotas,
         now_ms=now,
         stats_field=stats.accepted_field(collection, op),
     )

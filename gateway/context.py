@@ -12,7 +12,7 @@ from gateway.pipelining import ScriptBatcher
 from gateway.process_report import ProcessReport
 from gateway.redis_client import connect
 from gateway.schemas import Collections
-from gateway.scripts import Scripts
+from gateway.scripts import Quotas, Scripts
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
 from settings import Settings
@@ -38,6 +38,17 @@ class Gateway:
     def process_report(self) -> ProcessReport:
         """What this process alone knows (open streams, accept latencies), reported to Redis."""
         return ProcessReport(self)
+
+    @functools.cached_property
+    def accept_quotas(self) -> Quotas:
+        """The quotas every accept call carries, from the settings."""
+        return Quotas(
+            max_pending_per_user=self.settings.max_pending_per_user,
+            max_backlog=self.settings.max_backlog,
+            idempotency_keys_per_user=self.settings.idempotency_keys_per_user,
+            pending_ttl_seconds=self.settings.status_ttl_seconds,
+            partitions=self.settings.partitions,
+        )
 
     @functools.cached_property
     def plugins(self) -> Plugins:

@@ -62,6 +62,9 @@ class ScriptBatcher:
         self._max_batch = max_batch
         self._queue: deque[_Call] = deque()
         self._sending = threading.Lock()
+        # Batches go out one at a time (under `_sending`), so the batcher keeps one connection
+        # of the pool for them instead of taking one and giving it back for every batch.
+        self._connection: Any = None
         self.batches = 0  # batches sent, and the calls in them: the mean batch size, for benchmarks
         self.calls = 0
 
@@ -103,7 +106,9 @@ class ScriptBatcher:
 
     def _send(self, batch: list[_Call]) -> None:
         try:
-            trip = RoundTrip(self._client)
+            if self._connection is None:
+                self._connection = self._client.connection_pool.get_connection()
+            trip = RoundTrip(self._client, self._connection)
             for call in batch:
                 trip.script(self._script, call.keys, call.args)
             replies = trip.send()  # a script Redis lost (restart, flush) is loaded and resent

@@ -56,10 +56,18 @@ class RoundTrip:
     redis-py pipelines Script objects with a SCRIPT EXISTS round trip before every send; here
     scripts go out as EVALSHA, and one that Redis lost (a restart, SCRIPT FLUSH) is loaded again
     and its calls sent again: NOSCRIPT means that call did nothing.
+
+    The calls are written on a pooled connection and their replies read back by the client's
+    own parser (its reply callbacks, its retry policy on a lost connection): what redis-py's
+    pipeline does, less its per-send bookkeeping (a pipeline object, its observability
+    records and command stack), which cost an accepted write more than the write's own checks.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, connection: Any = None) -> None:
+        """`connection`: one of the client's pool that the caller holds for itself (one sender
+        at a time); by default each send takes one from the pool and gives it back."""
         self._client = client
+        self._connection = connection
         self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
 
     def command(self, *args: Any) -> None:
@@ -79,10 +87,46 @@ class RoundTrip:
         return replies
 
     def _pipeline(self, indexes: Sequence[int]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for i in indexes:
-            pipe.execute_command(*self._calls[i][1])
-        return pipe.execute(raise_on_error=False)
+        commands = [self._calls[i][1] for i in indexes]
+        pool = self._client.connection_pool
+        connection = self._connection or pool.get_connection()
+        try:
+            if self._connection is not None:
+                _ready(connection)
+            return connection.retry.call_with_retry(
+                lambda: _exchange(self._client, connection, commands),
+                lambda error: connection.disconnect(),
+            )
+        except BaseException:
+            connection.disconnect()  # replies may be left unread on it: it connects afresh
+            raise
+        finally:
+            if self._connection is None:
+                pool.release(connection)
+
+
+def _ready(connection: Any) -> None:
+    """Check a held connection as the pool checks one it hands out: one with something to read
+    (the server closed it, as after a Redis restart) is connected again before it is used."""
+    try:
+        connection.connect()
+        if connection.can_read():
+            raise redis.ConnectionError("Connection has data")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        connection.disconnect()
+        connection.connect()
+
+
+def _exchange(client: redis.Redis, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Write `commands` on `connection` at once and read their replies, an error in its place."""
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for command in commands:
+        try:
+            replies.append(client.parse_response(connection, command[0]))
+        except redis.ResponseError as error:
+            replies.append(error)
+    return replies
 
 
 class Outage:

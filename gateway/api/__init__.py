@@ -136,7 +136,13 @@ class JsonAnswer(Response):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JsonAnswer(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+    # The Content-Type given as a header: werkzeug then neither works it out from a mimetype
+    # nor sets it again (half the cost of building the answer).
+    pairs = [JSON_CONTENT_TYPE, *headers.items()] if headers else [JSON_CONTENT_TYPE]
+    return JsonAnswer(orjson.dumps(body), status=status, headers=pairs)
+
+
+JSON_CONTENT_TYPE = ("Content-Type", "application/json")
 
 
 @functools.lru_cache(maxsize=64)

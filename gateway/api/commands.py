@@ -183,13 +183,14 @@ def _check_document(op: Op, collection: str, entity_id: str, document: Document)
     applied are not part of it). The store's own `validate` gets the body (or the patch) as sent.
     """
     store = gateway().stores.for_collection(collection)
+    known = collections()
     schema_errors: list[dict[str, str]] = []
-    if collection in collections().validators:
+    if collection in known.validators:
         result = document
         if op == "patch":
             result = merge_patch(store.get(collection, entity_id) or {}, document)
-        schema_errors = collections().errors(collection, {**result, "id": entity_id})
-    owner_field = collections().declaration(collection).owner_field
+        schema_errors = known.errors(collection, {**result, "id": entity_id})
+    owner_field = known.declaration(collection).owner_field
     if owner_field is not None:  # the store fills a declared owner column, whatever the body says
         document = {**document, owner_field: current_user()}
     errors = schema_errors + _store_errors(store, collection, op, document)

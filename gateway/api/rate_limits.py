@@ -24,6 +24,7 @@ built on the same library, resolves its route and blueprint limits on every requ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -53,6 +54,10 @@ class RateLimits:
 
     def write_limit(self) -> WriteLimit | None:
         """The write limit, for the accept script to count."""
+        return self._write_limit
+
+    @functools.cached_property
+    def _write_limit(self) -> WriteLimit | None:
         if self.writes is None:
             return None
         return WriteLimit(self.writes.amount, self.writes.get_expiry())
