@@ -182,7 +182,10 @@ def payload(i: int) -> bytes:
 
 
 def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object) -> Gateway:
-    return Gateway(load(key_prefix=prefix, redis_url=redis_url, database_url=database_url, **extra))
+    """The product's gateway on these servers, in development (a benchmark declares no tokens
+    or collections), unless `extra` says otherwise."""
+    settings = {"app_env": "development", **extra}
+    return Gateway(load(key_prefix=prefix, redis_url=redis_url, database_url=database_url, **settings))
 
 
 def fill(gw: Gateway, collection: str, count: int) -> None:
