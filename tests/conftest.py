@@ -49,13 +49,6 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def mariadb_url() -> Iterator[str]:
-    """A fresh MariaDB database for this test session, dropped at the end."""
-    with services.scratch_mariadb() as url:
-        yield url
-
-
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test's own; its keys are deleted afterwards."""

@@ -66,11 +66,6 @@ def store(mongo_store: MongoStore) -> MongoStore:
     return mongo_store
 
 
-@pytest.fixture
-def collection() -> str:
-    return "c_" + secrets.token_hex(6)
-
-
 def raw(store: MongoStore, collection: str, entity_id: str) -> dict[str, Any] | None:
     """The stored MongoDB document, as the database holds it."""
     return store.db[collection].find_one({"_id": entity_id})

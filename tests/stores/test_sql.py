@@ -24,16 +24,10 @@ from plugins.sql_store import SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
 from tests.support.netns import PartitionableRoute
 from tests.support.services import wait_until
+from tests.support.stores import open_store
 from tests.support.tcp_proxy import SilentServer, TcpProxy
 
 pytestmark = pytest.mark.integration
-
-
-def open_store(url: str) -> Iterator[SqlStore]:
-    store = SqlStore(url)
-    store.setup()
-    yield store
-    store.close()
 
 
 class TestSqliteStore(StoreConformance):
@@ -63,21 +57,6 @@ def url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(url: str) -> Iterator[SqlStore]:
     yield from open_store(url)
-
-
-@pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[SqlStore]:
-    yield from open_store(postgres_url)
-
-
-@pytest.fixture
-def mariadb_store(mariadb_url: str) -> Iterator[SqlStore]:
-    yield from open_store(mariadb_url)
-
-
-@pytest.fixture
-def collection() -> str:
-    return "c_" + secrets.token_hex(6)
 
 
 def nested(depth: int) -> dict[str, object]:

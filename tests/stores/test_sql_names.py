@@ -5,7 +5,6 @@ and the store's caches of known and absent tables bounded."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,19 +12,9 @@ import sqlalchemy as sa
 from plugins import sql_store
 from plugins.lookups import BoundedDict
 from plugins.sql_store import SqlStore
-from tests.stores.test_sql import cmd, open_store
+from tests.stores.test_sql import cmd
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[SqlStore]:
-    yield from open_store(sqlite_url)
-
-
-@pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[SqlStore]:
-    yield from open_store(postgres_url)
 
 
 def test_sqlite_names_are_refused_before_accept_and_fail_alone(sqlite_store: SqlStore) -> None:
