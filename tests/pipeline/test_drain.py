@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,24 +13,12 @@ import redis
 from gateway.ids import partition_of
 from gateway.redis_client import RoundTrip
 from plugins.store import Rejected
-from settings import load
 from workers import outcome, runtime
 from workers.drain import DrainJob, drain_partition
 from workers.outcome import Outcomes
 from workers.stream import PartitionStream
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def rt(settings_env: dict[str, str]) -> Iterator[runtime.Runtime]:
-    """A worker runtime of this test's settings, installed for the drain job to find."""
-    instance = runtime.Runtime(load(**{k.lower(): v for k, v in settings_env.items()}))
-    runtime.install(instance)
-    instance.gw.ensure_groups()
-    yield instance
-    runtime.install(None)
-    instance.close()
 
 
 def entity_in(collection: str, partition: int, partitions: int = 4) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import orjson
 import pytest
 
 from gateway.logs import TextFormatter
-from settings import load
 from tests.support.services import wait_until
 from workers import runtime
 from workers.drain import drain_partition
@@ -96,17 +94,6 @@ def test_a_dead_letter_keeps_its_request_id_for_the_cli_and_the_admin_json(
     gw = client.application.extensions["gateway"]
     record = gw.redis.hgetall(gw.keys.command(int(new_id.split("-")[0]), new_id))
     assert record["rid"] == "req-dead-1"  # the replay is traced to the request that sent it
-
-
-@pytest.fixture
-def rt(settings_env: dict[str, str]) -> Iterator[runtime.Runtime]:
-    """A worker runtime of this test's settings, installed for the drain job to find."""
-    instance = runtime.Runtime(load(**{k.lower(): v for k, v in settings_env.items()}))
-    runtime.install(instance)
-    instance.gw.ensure_groups()
-    yield instance
-    runtime.install(None)
-    instance.close()
 
 
 def test_a_text_line_of_the_drain_shows_the_request_id(
