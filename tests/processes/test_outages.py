@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,58 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from tests.support import ROOT
-from tests.support.services import missing, wait_until
+from tests.support.private_redis import PrivateRedis
+from tests.support.services import wait_until
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 Worker = subprocess.Popen[bytes]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, with AOF fsync on every write, on a fixed port: it can be
-    killed and started again from its append-only file."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            missing("redis-server binary", FileNotFoundError("redis-server"))
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.command = [
-            str(binary),
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)),
-            *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
-        wait_until(self.answers, 10, "the private redis-server to answer")
-
-    def answers(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)  # no shutdown, no save: only the AOF remains
-            self.process.wait(10)
 
 
 class LoadingRedis:
@@ -132,13 +88,6 @@ def _complete_commands(buffer: bytes) -> tuple[int, bytes]:
                 return count, buffer
         count += 1
         buffer = buffer[at:]
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    yield server
-    server.kill()
 
 
 @pytest.fixture

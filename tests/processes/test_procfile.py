@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,8 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,8 +22,8 @@ from rq import Queue, Worker
 
 from gateway.keys import Keys
 from tests.support import ROOT
-from tests.support.services import missing
-from tests.support.web import Gunicorn, free_port
+from tests.support.private_redis import PrivateRedis
+from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
@@ -112,48 +110,20 @@ def test_worker_stops_cleanly_on_sigterm_while_starting(start_worker: Any) -> No
         assert worker.wait(20) == 0
 
 
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[tuple[list[str], str]]:
-    """A private redis-server with AOF fsync on every write; the command line restarts it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server binary", FileNotFoundError("redis-server"))
-    port = free_port()
-    command = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(tmp_path),
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]
-    yield command, f"redis://127.0.0.1:{port}/0"
-
-
 def test_accepted_commands_survive_a_redis_crash_with_aof(
-    aof_redis: tuple[list[str], str], start_worker: Any, settings_env: dict[str, str]
+    private_redis: PrivateRedis, start_worker: Any, settings_env: dict[str, str]
 ) -> None:
     from app import create_app
 
-    command, url = aof_redis
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    wait_for(lambda: redis.Redis.from_url(url).ping(), 10, "redis to start")
+    private_redis.start()
+    url = private_redis.url
     app = create_app({k.lower(): v for k, v in settings_env.items()} | {"redis_url": url})
     client = app.test_client()
     ids = [client.put(f"/api/crash/c{i}", json={"i": i}).json["command_id"] for i in range(25)]
 
-    server.send_signal(signal.SIGKILL)  # no shutdown, no final save: only the AOF remains
-    server.wait(10)
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    private_redis.kill()  # no shutdown, no final save: only the AOF remains
+    private_redis.start()
     try:
-        wait_for(lambda: redis.Redis.from_url(url).ping(), 10, "redis to restart")
         start_worker(REDIS_URL=url)
 
         def all_applied() -> list[dict[str, Any]] | None:
@@ -165,8 +135,6 @@ def test_accepted_commands_survive_a_redis_crash_with_aof(
         assert [client.get(f"/api/crash/c{i}").json["i"] for i in range(25)] == list(range(25))
     finally:
         app.extensions["gateway"].close()
-        server.kill()
-        server.wait(10)
 
 
 def chunked_post(base: str, path: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
