@@ -13,8 +13,6 @@ missing).
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +24,13 @@ import redis
 from gateway.keys import Keys
 from tests.support import ROOT
 from tests.support.api import SECRET, token
+from tests.support.browser import PageServer
 from tests.support.services import wait_until
 from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
 USER = "alice"
-PAGE = b"<!doctype html><meta charset=utf-8><title>client under test</title><p>a frontend elsewhere</p>"
 
 # Loaded into the page: a client of the API, and a record of what happened to each write.
 HARNESS = (ROOT / "tests" / "client" / "harness.js").read_text()
@@ -40,37 +38,6 @@ HARNESS = (ROOT / "tests" / "client" / "harness.js").read_text()
 
 # The app, behind a wrapper that refuses the paths REFUSED_PATHS names (for the fallback test).
 APP = "tests.client.refusing_app:app"
-
-
-class PageServer:
-    """A second web server, on another port (so another origin), serving the page under test."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(PAGE)))
-                self.end_headers()
-                self.wfile.write(PAGE)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def page_server() -> Iterator[PageServer]:
-    server = PageServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -27,20 +27,6 @@ pytestmark = pytest.mark.integration
 PACKAGE = "gateway-lmdb-store"
 
 
-@pytest.fixture
-def lmdb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The example store's setting, and a collection routed to it; no PLUGINS."""
-    env = {
-        "LMDB_STORE_PATH": str(tmp_path / "lmdb"),
-        "COLLECTION_STORES": "kv=lmdb",
-        "PLUGINS": "",
-        "DISABLED_PLUGINS": "",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # the plugin reads its setting from the environment
-    return env
-
-
 def test_the_example_package_declares_its_entry_point() -> None:
     [found] = [ep for ep in entry_points(group="gateway") if ep.name == "lmdb"]
     assert found.value == "gateway_lmdb_store"
