@@ -21,6 +21,7 @@ Needs wrk (`apt-get install wrk`).
 
     .venv/bin/python -m bench.accept --seconds 8
     .venv/bin/python -m bench.accept --metrics-cost --rounds 6 --seconds 5
+    .venv/bin/python -m bench.accept --access-cost --rounds 6   # bench/access.py; no wrk needed
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import jwt
 import sqlalchemy as sa
 
+from bench.access import access_cost
 from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
@@ -103,8 +105,17 @@ def main() -> None:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--metrics-cost", action="store_true", help="metrics on against off (see above)")
-    parser.add_argument("--rounds", type=int, default=6, help="with --metrics-cost: rounds of each")
+    parser.add_argument(
+        "--access-cost", action="store_true", help="write checks on against off (bench/access.py)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="with --metrics-cost, --access-cost: rounds of each"
+    )
+    parser.add_argument("--writes", type=int, default=2000, help="with --access-cost: writes per round")
     args = parser.parse_args()
+    if args.access_cost:
+        access_cost(args)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     if args.metrics_cost:

@@ -7,6 +7,12 @@ Runs, in one go and on the same machine:
 and prints each rate and its ratio to the bare loop.
 
     .venv/bin/python -m bench.apply --commands 50000
+
+`--access-cost ROUNDS` measures instead what the access policy costs where writes are applied:
+2 worker processes apply creates and then replaces of the same documents to a collection
+declared `owner` (the owner recorded on create, checked on replace, in the write's
+transaction) and to one declared `shared` (no owner), in alternating order, ROUNDS times each,
+and prints the workers' and PostgreSQL's CPU per command of each and their ratio.
 """
 
 from __future__ import annotations
@@ -40,15 +46,23 @@ from bench.common import (
 )
 
 
-def product(workers: int, count: int, redis_url: str, database_url: str) -> float:
-    """The product's commands/s; the CPU it cost per command goes to PRODUCT_CPU."""
+def product(workers: int, count: int, redis_url: str, database_url: str, policy: str | None = None) -> float:
+    """The product's commands/s; the CPU it cost per command goes to PRODUCT_CPU. With a
+    `policy`, the collection is declared with it and the backlog is half creates, then half
+    replaces of the same documents."""
     prefix = fresh_prefix()
-    gw = gateway_for(prefix, redis_url, database_url)
     collection = f"{prefix}_docs"
+    declared = {"collections": f"{collection}:{policy}"} if policy else {}
+    gw = gateway_for(prefix, redis_url, database_url, **declared)
     gw.ensure_groups()
     pause_all(gw, 600)
-    fill(gw, collection, count)
+    if policy:
+        fill(gw, collection, count // 2)
+        fill(gw, collection, count - count // 2, op="replace")
+    else:
+        fill(gw, collection, count)
     env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    env |= {"COLLECTIONS": declared["collections"]} if policy else {}
     try:
         with worker_processes(workers, env):
             wait_workers_ready(gw, workers)
@@ -147,6 +161,33 @@ def drop(database_url: str, table: str) -> None:
     engine.dispose()
 
 
+def access_cost(rounds: int, count: int, redis_url: str, database_url: str) -> None:
+    """CPU per applied command with the `owner` policy against `shared`, alternating."""
+    spent = {"owner": [0.0, 0.0], "shared": [0.0, 0.0]}  # workers, postgres: us per command, summed
+    rates: dict[str, list[float]] = {"owner": [], "shared": []}
+    for n in range(rounds):
+        for policy in ("owner", "shared") if n % 2 == 0 else ("shared", "owner"):
+            rates[policy].append(product(2, count, redis_url, database_url, policy))
+            cpu = PRODUCT_CPU[2]
+            spent[policy][0] += cpu["workers"]
+            spent[policy][1] += cpu["postgres"]
+    print(
+        f"\naccess cost: {rounds} rounds of {count} commands per policy (creates, then replaces), 2 workers"
+    )
+    print(f"{'policy':8} {'commands/s':>11} {'workers us':>11} {'postgres us':>12} {'total us':>9}")
+    total = {}
+    for policy, (workers, postgres) in spent.items():
+        workers, postgres = workers / rounds, postgres / rounds
+        total[policy] = workers + postgres
+        rate = sum(rates[policy]) / rounds
+        print(f"{policy:8} {rate:11.0f} {workers:11.0f} {postgres:12.0f} {total[policy]:9.0f}")
+    print(
+        verdict(
+            "owner / shared, CPU per command", total["owner"] / total["shared"], 1.05, at_most=True, unit="x"
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,8 +196,12 @@ def main() -> None:
     parser.add_argument("--rq-commands", type=int, default=300, help="the forking baseline is slow")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    parser.add_argument("--access-cost", type=int, metavar="ROUNDS", help="owner against shared policy")
     args = parser.parse_args()
     n, redis_url, db = args.commands, args.redis_url, args.database_url
+    if args.access_cost:
+        access_cost(args.access_cost, n, redis_url, db)
+        return
 
     rates = {
         "bare loop (XREADGROUP+MGET+INSERT batch 100)": bare_loop(n, redis_url, db),

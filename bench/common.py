@@ -17,6 +17,7 @@ import orjson
 
 from gateway.accept import prepare
 from gateway.context import Gateway
+from plugins.store import Op
 from settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,13 +189,14 @@ def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object)
     return Gateway(load(key_prefix=prefix, redis_url=redis_url, database_url=database_url, **settings))
 
 
-def fill(gw: Gateway, collection: str, count: int) -> None:
-    """Accept `count` creates on distinct entities through the product's accept script, each
-    with a request id as the web process gives every write (16 hex characters)."""
+def fill(gw: Gateway, collection: str, count: int, op: Op = "create") -> None:
+    """Accept `count` commands (`op`, creates by default) on the distinct entities e0, e1, ...
+    through the product's accept script, each with a request id as the web process gives every
+    write (16 hex characters)."""
     pipe = gw.redis.pipeline(transaction=False)
     for i in range(count):
         document = orjson.loads(payload(i))
-        call = prepare(gw, "bench", "create", collection, f"e{i}", document, request_id=f"{i:016x}")
+        call = prepare(gw, "bench", op, collection, f"e{i}", document, request_id=f"{i:016x}")
         gw.scripts.run(call.script, client=pipe)
         if i % 2000 == 1999:
             pipe.execute()
