@@ -177,9 +177,9 @@ def wait_workers_ready(gw: Gateway, count: int, timeout: float = 30) -> None:
     """Wait until `count` RQ workers listen on the gateway's queue."""
     from rq import Queue, Worker
 
-    from gateway.redis_client import connect
+    from gateway.redis_client import connect_queue
 
-    raw = connect(gw.settings, decode=False)
+    raw = connect_queue(gw.settings)
     queue = Queue(gw.keys.rq_queue(), connection=raw)
     start = time.monotonic()
     while len(Worker.all(queue=queue)) < count:

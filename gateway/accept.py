@@ -89,11 +89,25 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
-    """The Redis key of the user's Idempotency-Key record: the pair hashed (any user id, any key),
-    in the partition that hash picks."""
-    digest = hashlib.sha256(orjson.dumps([user, key])).hexdigest()
-    return keys.idempotency(int(digest[:8], 16) % partitions, digest)
+def _key_digest(user: str, key: str) -> str:
+    return hashlib.sha256(orjson.dumps([user, key])).hexdigest()
+
+
+def key_partition(user: str, key: str, partitions: int) -> int:
+    """The partition the user's Idempotency-Key picks: its record's on one Redis; on a cluster,
+    the partition a new entity of a POST with that key is made in (`new_entity_in`)."""
+    return int(_key_digest(user, key)[:8], 16) % partitions
+
+
+def idempotency_record(keys: Keys, user: str, key: str, partitions: int, command_partition: int) -> str:
+    """The Redis key of the user's Idempotency-Key record, named by the pair's hash (any user
+    id, any key). On one Redis it is in the partition the hash picks, so a retry finds it before
+    it knows the entity. On a cluster, where the accept call reaches one slot, it is in the
+    command's own partition: a retry names the same entity (the URL's, the body's `id`, or for
+    a POST without one, an entity made in the key's partition), hence the same partition."""
+    digest = _key_digest(user, key)
+    partition = command_partition if keys.cluster else key_partition(user, key, partitions)
+    return keys.idempotency(partition, digest)
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,9 @@ def prepare(
     partitions = gw.settings.partitions
     partition = partition_of(collection, entity_id, partitions)
     command_id = new_command_id(partition)
-    key_record = idempotency_record(gw.keys, user, idempotency.key, partitions) if idempotency else None
+    key_record = (
+        idempotency_record(gw.keys, user, idempotency.key, partitions, partition) if idempotency else None
+    )
     window = limit.window(gw.keys, user, now) if limit else None
     call = scripts.accept(
         gw.keys,

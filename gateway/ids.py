@@ -32,6 +32,15 @@ def new_entity_id() -> str:
     return str(uuid.uuid4())
 
 
+def new_entity_in(collection: str, partition: int, partitions: int) -> str:
+    """A fresh entity id of `collection` that falls in `partition` (one in `partitions` of them
+    does: `partitions` tries on average, each a UUID and a CRC-32)."""
+    while True:
+        entity_id = new_entity_id()
+        if partition_of(collection, entity_id, partitions) == partition:
+            return entity_id
+
+
 def seq_of(stream_id: str) -> int:
     """The acceptance sequence of a stream entry id `ms-n`, as one integer that orders like it.
 

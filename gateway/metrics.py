@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from gateway.api.openapi import answer, describe, problem
 from gateway.context import Gateway
 from gateway.problems import Problem
-from gateway.redis_client import connect
+from gateway.redis_client import connect_queue
 from gateway.stats import Totals
 
 bp = Blueprint("metrics", __name__)
@@ -37,7 +37,7 @@ class PipelineCollector(Collector):
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.queue = Queue(gw.keys.rq_queue(), connection=connect(gw.settings, decode=False))
+        self.queue = Queue(gw.keys.rq_queue(), connection=connect_queue(gw.settings))
 
     def collect(self) -> Iterator[Metric]:
         partitions = range(self.gw.settings.partitions)

@@ -104,10 +104,10 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
 def live_workers(gw: Gateway) -> list[str]:
     """Names of the workers listening on the drain queue: RQ's registry, less the workers whose
     key expired (a killed process stays in the registry until a live one cleans it)."""
-    members = sorted(gw.redis.smembers(WORKERS_BY_QUEUE_KEY % gw.keys.rq_queue()))
+    members = sorted(gw.queue_redis.smembers(WORKERS_BY_QUEUE_KEY % gw.keys.rq_queue()))
     if not members:
         return []
-    pipe = gw.redis.pipeline(transaction=False)
+    pipe = gw.queue_redis.pipeline(transaction=False)
     for key in members:
         pipe.exists(key)
     alive = pipe.execute()

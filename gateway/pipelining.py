@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from gateway.redis_client import RoundTrip
+from gateway.redis_client import ReplicaWait, RoundTrip
 
 # Enough to fill a few TCP segments; a larger backlog goes out as several batches in a row.
 MAX_BATCH = 256
@@ -56,8 +56,11 @@ class _Call:
 class ScriptBatcher:
     """Calls of `script` on `client`, sent in batches by whichever caller finds the line free."""
 
-    def __init__(self, client: redis.Redis, script: Script, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, client: redis.Redis, script: Script, max_batch: int = MAX_BATCH, wait: ReplicaWait | None = None
+    ) -> None:
         self._client = client
+        self._wait = wait  # REDIS_WAIT_REPLICAS: one WAIT per batch, after its calls
         self._script = script
         self._max_batch = max_batch
         self._queue: deque[_Call] = deque()
@@ -103,7 +106,7 @@ class ScriptBatcher:
 
     def _send(self, batch: list[_Call]) -> None:
         try:
-            trip = RoundTrip(self._client)
+            trip = RoundTrip(self._client, self._wait)
             for call in batch:
                 trip.script(self._script, call.keys, call.args)
             replies = trip.send()  # a script Redis lost (restart, flush) is loaded and resent

@@ -1,5 +1,5 @@
-"""Redis connections built from settings (TLS included), and round trips of several commands
-and script calls (the scripts themselves: gateway/scripts.py)."""
+"""Redis connections built from settings (TLS included; a Redis Cluster with REDIS_CLUSTER=true),
+and round trips of several commands and script calls (the scripts themselves: gateway/scripts.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from settings import Settings
 
@@ -27,8 +29,9 @@ OUTAGE_MAX_WAIT_SECONDS = 2.0
 
 
 def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
-    """A client for REDIS_URL. `decode=False` is for RQ, which stores pickled bytes and blocks
-    on its queues for minutes, so it gets no read timeout."""
+    """A client for REDIS_URL: a Redis Cluster client with REDIS_CLUSTER=true. `decode=False`
+    is for RQ, which stores pickled bytes and blocks on its queues for minutes, so it gets no
+    read timeout (and RQ's own client is `connect_queue`'s)."""
     options: dict[str, object] = {
         "decode_responses": decode,
         "health_check_interval": 30,
@@ -38,15 +41,72 @@ def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # Heroku Redis presents a self-signed certificate
+    if settings.redis_cluster:
+        return connect_cluster(settings.redis_url, settings.redis_max_connections, options)
+    return _plain(settings.redis_url, settings.redis_max_connections, options)
+
+
+def connect_queue(settings: Settings, *, decode: bool = False) -> redis.Redis:
+    """RQ's client: QUEUE_REDIS_URL (else REDIS_URL), always a plain Redis, pickled bytes and no
+    read timeout (RQ blocks on its queues for minutes); `decode=True` to read RQ's registries."""
+    options: dict[str, object] = {
+        "decode_responses": decode,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": None,
+    }
+    if settings.queue_url.startswith("rediss://") and not settings.redis_tls_verify:
+        options["ssl_cert_reqs"] = "none"
+    return _plain(settings.queue_url, settings.redis_max_connections, options)
+
+
+def _plain(url: str, max_connections: int, options: dict[str, object]) -> redis.Redis:
     # A gevent web process serves many requests at once: past REDIS_MAX_CONNECTIONS they wait
     # for a free connection (as long as a read may take) instead of failing "Too many connections".
     pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=SOCKET_TIMEOUT_SECONDS,
-        **options,
+        url, max_connections=max_connections, timeout=SOCKET_TIMEOUT_SECONDS, **options
     )
     return redis.Redis.from_pool(pool)
+
+
+def connect_cluster(url: str, max_connections: int, options: dict[str, object]) -> redis.Redis:
+    """redis-py's cluster client, which follows the slots' masters (MOVED, failovers) itself.
+    It is typed as `redis.Redis` for the gateway: it answers every command the gateway sends,
+    each of whose keys is in one slot, and its pipelines group their calls by node."""
+    options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    client = RedisCluster.from_url(url, max_connections=max_connections, **options)
+    return cast(redis.Redis, client)
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def disconnect(client: redis.Redis) -> None:
+    """Close every connection of `client` now, even one in use (a blocking read is cut)."""
+    if is_cluster(client):
+        cast(RedisCluster, client).disconnect_connection_pools()
+    else:
+        client.connection_pool.disconnect()
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """WAIT after a round trip's writes: `replicas` must acknowledge them within `timeout_ms`."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class ReplicasBehind(redis.ConnectionError):
+    """Fewer replicas than REDIS_WAIT_REPLICAS acknowledged a round trip's writes in time: they
+    are on the master, but not yet as durable as promised."""
+
+
+# Replies that say the slot's master moved (a failover, a resharding): the call did nothing,
+# and the client's map of the slots is out of date.
+MOVED = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 
 class RoundTrip:
@@ -56,10 +116,15 @@ class RoundTrip:
     redis-py pipelines Script objects with a SCRIPT EXISTS round trip before every send; here
     scripts go out as EVALSHA, and one that Redis lost (a restart, SCRIPT FLUSH) is loaded again
     and its calls sent again: NOSCRIPT means that call did nothing.
+
+    With `wait`, a WAIT follows the calls on the connection that sent them (on a Redis Cluster,
+    one pipeline per master the calls go to), and when too few replicas acknowledged, every
+    call's reply is a `ReplicasBehind` error instead.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, wait: ReplicaWait | None = None) -> None:
         self._client = client
+        self._wait = wait if wait and wait.replicas > 0 else None
         self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
 
     def command(self, *args: Any) -> None:
@@ -79,10 +144,64 @@ class RoundTrip:
         return replies
 
     def _pipeline(self, indexes: Sequence[int]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
+        if self._wait is None:
+            return self._send(self._client, indexes)
+        if not is_cluster(self._client):
+            return self._send(self._client, indexes, self._wait)
+        cluster = cast(RedisCluster, self._client)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i in indexes:
+            node = cluster.nodes_manager.get_node_from_slot(cluster.determine_slot(*self._calls[i][1]))
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        replies: dict[int, Any] = {}
+        try:
+            for node, group in by_node.values():
+                node_client = cast(redis.Redis, cluster.get_redis_connection(node))
+                replies.update(zip(group, self._send(node_client, group, self._wait), strict=True))
+        except redis.ConnectionError:
+            cluster.nodes_manager.initialize()  # a master gone: find who serves its slots now
+            raise
+        if any(isinstance(reply, MOVED) for reply in replies.values()):
+            cluster.nodes_manager.initialize()
+        return [replies[i] for i in indexes]
+
+    def _send(
+        self, client: redis.Redis, indexes: Sequence[int], wait: ReplicaWait | None = None
+    ) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
         for i in indexes:
             pipe.execute_command(*self._calls[i][1])
-        return pipe.execute(raise_on_error=False)
+        if wait is None:
+            return pipe.execute(raise_on_error=False)
+        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+        *replies, acknowledged = pipe.execute(raise_on_error=False)
+        if isinstance(acknowledged, int) and acknowledged >= wait.replicas:
+            return replies
+        behind = ReplicasBehind(f"{acknowledged} of {wait.replicas} replicas acknowledged in time")
+        return [reply if isinstance(reply, Exception) else behind for reply in replies]
+
+
+# On a Redis Cluster one XREAD cannot wait on streams of several slots: `read_streams` looks
+# at each stream (one pipeline) this often instead, until one has entries or the wait is over.
+CLUSTER_POLL_SECONDS = 0.01
+
+
+def read_streams(client: redis.Redis, streams: dict[str, str], *, count: int, block_ms: int) -> list[Any]:
+    """XREAD of `streams` (name -> the id to read after), waiting up to `block_ms` for an entry:
+    [[stream, entries], ...] for the streams that have some, as redis-py's xread answers. One
+    blocking XREAD on one Redis; on a cluster, a pipeline of one XREAD per stream, repeated."""
+    if not is_cluster(client):
+        return client.xread(streams, count=count, block=block_ms) or []
+    deadline = time.monotonic() + block_ms / 1000
+    while True:
+        pipe = client.pipeline(transaction=False)
+        for stream, after in streams.items():
+            pipe.xread({stream: after}, count=count)
+        replies = [reply[0] for reply in pipe.execute() if reply]
+        left = deadline - time.monotonic()
+        if replies or left <= 0:
+            return replies
+        time.sleep(min(CLUSTER_POLL_SECONDS, left))
 
 
 class Outage:

@@ -11,7 +11,8 @@
 -- ARGV[3] entity id, ARGV[4] how long the key's record is kept (s), ARGV[5] writes allowed per
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
 -- sliding window), ARGV[7] counter TTL (s), ARGV[8] MAX_PENDING_PER_USER, ARGV[9] MAX_BACKLOG,
--- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions,
+-- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions
+-- whose streams the backlog counts ('' on a Redis Cluster: KEYS[2] alone, the partition's own),
 -- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`), ARGV[15..]
 -- field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
@@ -76,7 +77,10 @@ if max_backlog > 0 then
   local backlog = tonumber(redis.call('GET', KEYS[7]) or '0')
   if backlog >= max_backlog or backlog % 1024 == 0 then
     backlog = 0
-    for p = 0, tonumber(ARGV[13]) - 1 do
+    if ARGV[13] == '' then
+      backlog = redis.call('XLEN', KEYS[2])
+    end
+    for p = 0, (tonumber(ARGV[13]) or 0) - 1 do
       backlog = backlog + redis.call('XLEN', '{' .. ARGV[12] .. ':' .. p .. '}:stream')
     end
     redis.call('SET', KEYS[7], backlog)

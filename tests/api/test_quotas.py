@@ -96,9 +96,9 @@ def test_finishing_frees_the_users_quota_once_even_if_finished_twice(gw: Gateway
     for entity_id in entity_ids(0, 3):
         write(gw, "alice", entity_id)
     finish(gw, 0, APPLIED)
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 0
-    assert gw.redis.get(gw.keys.backlog()) == "0"
-    assert gw.redis.exists(gw.keys.pending("alice")) == 0  # an empty set is no key
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 0
+    assert gw.redis.get(gw.keys.backlog(0)) == "0"
+    assert gw.redis.exists(gw.keys.pending("alice", 0)) == 0  # an empty set is no key
     # A second finish of the same entries (a re-delivery) counts nothing again.
     command_ids = [write(gw, "alice", e) for e in entity_ids(0, 2, start=500)]
     token = gw.scripts.run(scripts.lease_acquire(gw.keys, 0, owner="again", ttl_ms=60_000))
@@ -117,8 +117,8 @@ def test_finishing_frees_the_users_quota_once_even_if_finished_twice(gw: Gateway
                 commands=done,
             )
         )
-    assert gw.redis.get(gw.keys.backlog()) == "2"  # their entries are still there: not decremented
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 0
+    assert gw.redis.get(gw.keys.backlog(0)) == "2"  # their entries are still there: not decremented
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 0
 
 
 def test_a_lost_finish_heals_at_the_limit(gw: Gateway) -> None:
@@ -127,7 +127,7 @@ def test_a_lost_finish_heals_at_the_limit(gw: Gateway) -> None:
     for command_id in command_ids:
         gw.redis.hset(gw.keys.command(1, command_id), record.STATUS, record.APPLIED)
     write(gw, "alice", entity_ids(1, 1, start=700)[0])
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 1
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 1
 
 
 def test_the_backlog_refuses_with_503_until_the_workers_catch_up(gw: Gateway) -> None:
@@ -141,12 +141,12 @@ def test_the_backlog_refuses_with_503_until_the_workers_catch_up(gw: Gateway) ->
 
 def test_the_backlog_counter_is_recounted_from_the_streams(gw: Gateway) -> None:
     write(gw, "alice", entity_ids(0, 1)[0])
-    gw.redis.set(gw.keys.backlog(), 5)  # drifted up (say, restored from an old snapshot)
+    gw.redis.set(gw.keys.backlog(0), 5)  # drifted up (say, restored from an old snapshot)
     write(gw, "bob", entity_ids(1, 1)[0])  # at the limit: recounted, 1 unfinished, accepted
-    assert gw.redis.get(gw.keys.backlog()) == "2"
-    gw.redis.delete(gw.keys.backlog())  # lost: counted again from 0 = a recount
+    assert gw.redis.get(gw.keys.backlog(0)) == "2"
+    gw.redis.delete(gw.keys.backlog(0))  # lost: counted again from 0 = a recount
     write(gw, "carol", entity_ids(0, 1, start=800)[0])
-    assert gw.redis.get(gw.keys.backlog()) == "3"
+    assert gw.redis.get(gw.keys.backlog(0)) == "3"
 
 
 def test_dead_letters_keep_their_share_and_large_payloads_as_a_digest(
@@ -179,5 +179,5 @@ def test_a_users_finished_records_are_bounded(gw: Gateway) -> None:
     finish(gw, 0, APPLIED)
     kept = [gw.redis.exists(gw.keys.command(0, c)) for c in command_ids]
     assert kept == [0, 1, 1]  # STATUS_RECORDS_PER_USER 2: the oldest is gone
-    assert gw.redis.llen(gw.keys.finished("alice")) == 2
-    assert gw.redis.ttl(gw.keys.finished("alice")) > 0
+    assert gw.redis.llen(gw.keys.finished("alice", 0)) == 2
+    assert gw.redis.ttl(gw.keys.finished("alice", 0)) > 0

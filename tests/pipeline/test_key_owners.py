@@ -95,5 +95,5 @@ def test_every_key_a_workload_leaves_has_an_owner(
     assert len(owners) == MAX_DEVICES_PER_USER  # the trimmed tokens' owner keys went with them
     records = [k for k in keys if ":cmd:" in k]
     assert len(records) <= 20 + 1  # STATUS_RECORDS_PER_USER for alice, and bob's one
-    assert gw.redis.get(gw.keys.backlog()) == "0"
+    assert gw.redis.get(gw.keys.backlog(0)) == "0"
     app.extensions["gateway"].close()
