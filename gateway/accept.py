@@ -7,8 +7,11 @@ that a refused or replayed request writes nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -99,15 +102,21 @@ def key_partition(user: str, key: str, partitions: int) -> int:
     return int(_key_digest(user, key)[:8], 16) % partitions
 
 
-def idempotency_record(keys: Keys, user: str, key: str, partitions: int, command_partition: int) -> str:
-    """The Redis key of the user's Idempotency-Key record, named by the pair's hash (any user
-    id, any key). On one Redis it is in the partition the hash picks, so a retry finds it before
-    it knows the entity. On a cluster, where the accept call reaches one slot, it is in the
-    command's own partition: a retry names the same entity (the URL's, the body's `id`, or for
-    a POST without one, an entity made in the key's partition), hence the same partition."""
-    digest = _key_digest(user, key)
-    partition = command_partition if keys.cluster else key_partition(user, key, partitions)
-    return keys.idempotency(partition, digest)
+def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
+    """The Redis key of the user's Idempotency-Key record: the pair hashed (any user id, any key),
+    in the partition that hash picks, so a retry finds it before it knows the entity."""
+    return keys.idempotency(key_partition(user, key, partitions), _key_digest(user, key))
+
+
+@dataclass(frozen=True)
+class SplitKey:
+    """On a Redis Cluster, an Idempotency-Key whose record is in another partition than the
+    command: checked by idempotency.lua around the accept call instead of inside it."""
+
+    record: str
+    fingerprint: str
+    ttl_seconds: int
+    accept_as: Callable[[str], scripts.ScriptCall]  # the accept call under another command id
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class AcceptCall:
     script: scripts.ScriptCall
     retry_after: int  # seconds left in the rate-limit window, for a refusal
     idempotency_key: str = ""
+    split_key: SplitKey | None = None
 
 
 def prepare(
@@ -137,19 +147,18 @@ def prepare(
     partitions = gw.settings.partitions
     partition = partition_of(collection, entity_id, partitions)
     command_id = new_command_id(partition)
-    key_record = (
-        idempotency_record(gw.keys, user, idempotency.key, partitions, partition) if idempotency else None
-    )
+    key_record = idempotency_record(gw.keys, user, idempotency.key, partitions) if idempotency else None
+    split = gw.keys.cluster and key_record is not None and not key_record.startswith(gw.keys.tag(partition))
     window = limit.window(gw.keys, user, now) if limit else None
-    call = scripts.accept(
+    accept_as = functools.partial(
+        scripts.accept,
         gw.keys,
         partition,
-        command_id=command_id,
         entity_id=entity_id,
         record=record.new(op, collection, entity_id, user, payload, now, operator),
         idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
-        idempotency_record=key_record,
-        fingerprint=idempotency.fingerprint if idempotency else "",
+        idempotency_record=None if split else key_record,
+        fingerprint=idempotency.fingerprint if idempotency and not split else "",
         write_counters=window.counters if window else None,
         write_limit=limit.amount if limit else 0,
         previous_window_weight=window.previous_weight if window else 0,
@@ -164,12 +173,17 @@ def prepare(
         now_ms=now,
         stats_field=stats.accepted_field(collection, op),
     )
+    split_key = None
+    if split and key_record and idempotency:
+        ttl = gw.settings.idempotency_ttl_seconds
+        split_key = SplitKey(key_record, idempotency.fingerprint, ttl, lambda cid: accept_as(command_id=cid))
     return AcceptCall(
         command_id,
         entity_id,
-        call,
+        accept_as(command_id=command_id),
         retry_after=window.retry_after if window else 0,
         idempotency_key=idempotency.key if idempotency else "",
+        split_key=split_key,
     )
 
 
@@ -184,7 +198,13 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
-    outcome = gw.accept_calls(call.script.keys, call.script.args)
+    if call.split_key is not None:
+        return _accept_split(gw, call, call.split_key)
+    return _answer(call, gw.accept_calls(call.script.keys, call.script.args))
+
+
+def _answer(call: AcceptCall, outcome: list[str]) -> Accepted:
+    """The accept script's reply as the caller sees it (an exception for a refusal)."""
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":
@@ -196,3 +216,38 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     if outcome[0] == "backlog":
         raise BacklogFull()
     raise IdempotencyConflict(call.idempotency_key)
+
+
+def _accept_split(gw: Gateway, call: AcceptCall, key: SplitKey) -> Accepted:
+    """A keyed accept on a Redis Cluster whose key record is in another slot than the command:
+    the record is reserved for this command id (or names the first request's), the command is
+    accepted under the id it names (accept.lua writes an id at most once, so a retry after a
+    lost reply or a crash queues nothing twice), and the record is confirmed; a refused accept
+    releases the record, leaving nothing behind. See gateway/lua/idempotency.lua."""
+
+    def record(mode: str, command_id: str) -> Any:
+        return gw.scripts.run(
+            scripts.idempotency(
+                key.record,
+                mode,
+                command_id=command_id,
+                fingerprint=key.fingerprint,
+                entity_id=call.entity_id,
+                ttl_seconds=key.ttl_seconds,
+            )
+        )
+
+    reply = record("reserve", call.command_id)
+    if reply[0] == "conflict":
+        raise IdempotencyConflict(call.idempotency_key)
+    if reply[0] == "replay" and reply[3]:
+        return Accepted(command_id=reply[1], entity_id=reply[2], seq=None)
+    command_id = call.command_id if reply[0] == "reserved" else reply[1]
+    script = key.accept_as(command_id)
+    try:
+        accepted = _answer(replace(call, command_id=command_id), gw.accept_calls(script.keys, script.args))
+    except (RateLimited, TooManyPending, BacklogFull):
+        record("release", command_id)
+        raise
+    record("confirm", command_id)
+    return accepted if reply[0] == "reserved" else replace(accepted, seq=None)

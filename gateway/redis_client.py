@@ -79,6 +79,17 @@ def connect_cluster(url: str, max_connections: int, options: dict[str, object]) 
     return cast(redis.Redis, client)
 
 
+def _slot(cluster: RedisCluster, args: Sequence[Any]) -> int:
+    """The slot of a call's keys, found without asking the server (as redis-py would for a
+    script or a stream read): a script's first key, a stream read's first stream."""
+    name = str(args[0]).upper()
+    if name in ("EVAL", "EVALSHA"):
+        return int(cluster.keyslot(args[3]))
+    if name in ("XREAD", "XREADGROUP"):
+        return int(cluster.keyslot(args[[str(a).upper() for a in args].index("STREAMS") + 1]))
+    return int(cluster.determine_slot(*args))
+
+
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
@@ -144,14 +155,19 @@ class RoundTrip:
         return replies
 
     def _pipeline(self, indexes: Sequence[int]) -> list[Any]:
-        if self._wait is None:
-            return self._send(self._client, indexes)
         if not is_cluster(self._client):
             return self._send(self._client, indexes, self._wait)
         cluster = cast(RedisCluster, self._client)
+        nodes = [cluster.nodes_manager.get_node_from_slot(_slot(cluster, self._calls[i][1])) for i in indexes]
+        if self._wait is None:
+            # Each call sent to its node as found here: redis-py would ask the server for the keys
+            # of every EVALSHA and XREADGROUP in a pipeline (COMMAND GETKEYS, a round trip each).
+            pipe = cluster.pipeline(transaction=False)
+            for i, node in zip(indexes, nodes, strict=True):
+                pipe.execute_command(*self._calls[i][1], target_nodes=node)
+            return pipe.execute(raise_on_error=False)
         by_node: dict[str, tuple[Any, list[int]]] = {}
-        for i in indexes:
-            node = cluster.nodes_manager.get_node_from_slot(cluster.determine_slot(*self._calls[i][1]))
+        for i, node in zip(indexes, nodes, strict=True):
             by_node.setdefault(node.name, (node, []))[1].append(i)
         replies: dict[int, Any] = {}
         try:
@@ -194,14 +210,26 @@ def read_streams(client: redis.Redis, streams: dict[str, str], *, count: int, bl
         return client.xread(streams, count=count, block=block_ms) or []
     deadline = time.monotonic() + block_ms / 1000
     while True:
-        pipe = client.pipeline(transaction=False)
+        trip = RoundTrip(client)
         for stream, after in streams.items():
-            pipe.xread({stream: after}, count=count)
-        replies = [reply[0] for reply in pipe.execute() if reply]
+            trip.command("XREAD", "COUNT", count, "STREAMS", stream, after)
+        replies = []
+        for reply in trip.send():
+            if isinstance(reply, Exception):
+                raise reply
+            if reply:
+                replies.append(_first_stream(reply))
         left = deadline - time.monotonic()
         if replies or left <= 0:
             return replies
         time.sleep(min(CLUSTER_POLL_SECONDS, left))
+
+
+def _first_stream(reply: Any) -> list[Any]:
+    """[stream, entries] of a one-stream XREAD reply (a list in RESP2, a map in RESP3)."""
+    if isinstance(reply, dict):
+        return list(next(iter(reply.items())))
+    return list(reply[0])
 
 
 class Outage:

@@ -27,7 +27,17 @@ from gateway.keys import GROUP, Keys
 from gateway.redis_client import RoundTrip
 
 LUA = Path(__file__).with_name("lua")
-NAMES = ("accept", "finish", "retry", "read", "kick", "lease_acquire", "lease_renew", "lease_release")
+NAMES = (
+    "accept",
+    "idempotency",
+    "finish",
+    "retry",
+    "read",
+    "kick",
+    "lease_acquire",
+    "lease_renew",
+    "lease_release",
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,15 @@ def accept(
             *record,
         ],
     )
+
+
+def idempotency(
+    record: str, mode: str, *, command_id: str, fingerprint: str, entity_id: str, ttl_seconds: int
+) -> ScriptCall:
+    """idempotency.lua (a Redis Cluster's keyed accept whose key record is in another slot than
+    the command): `mode` 'reserve', 'confirm' or 'release' the key's `record` for `command_id`.
+    KEYS: the record. ARGV: mode, command id, fingerprint, entity id, TTL."""
+    return ScriptCall("idempotency", [record], [mode, command_id, fingerprint, entity_id, ttl_seconds])
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ SMALL = {
     "status_records_per_user": 2,
 }
 
+# The counts as one Redis keeps them (per user and per deployment); a cluster's are per partition.
+pytestmark = pytest.mark.one_redis
+
 
 @pytest.fixture
 def gw() -> Iterator[Gateway]:
