@@ -13,7 +13,14 @@ from typing import Any, cast
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from settings import Settings
 
@@ -75,8 +82,22 @@ def connect_cluster(url: str, max_connections: int, options: dict[str, object]) 
     It is typed as `redis.Redis` for the gateway: it answers every command the gateway sends,
     each of whose keys is in one slot, and its pipelines group their calls by node."""
     options = {k: v for k, v in options.items() if k != "health_check_interval"}
-    client = RedisCluster.from_url(url, max_connections=max_connections, **options)
+    client = GatewayCluster.from_url(url, max_connections=max_connections, **options)
     return cast(redis.Redis, client)
+
+
+class GatewayCluster(RedisCluster):
+    """redis-py's cluster client, whose "no node reachable" (RedisClusterException, which is no
+    RedisError) is raised as a ConnectionError: every loop and route of the gateway treats a
+    lost Redis as an outage to wait out, whatever its kind."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except RedisClusterException as error:
+            if isinstance(error, redis.RedisError):
+                raise
+            raise redis.ConnectionError(str(error)) from error
 
 
 def _slot(cluster: RedisCluster, args: Sequence[Any]) -> int:
@@ -155,6 +176,14 @@ class RoundTrip:
         return replies
 
     def _pipeline(self, indexes: Sequence[int]) -> list[Any]:
+        try:
+            return self._pipeline_once(indexes)
+        except RedisClusterException as error:  # no node reachable: an outage, as on one Redis
+            if isinstance(error, redis.RedisError):
+                raise
+            raise redis.ConnectionError(str(error)) from error
+
+    def _pipeline_once(self, indexes: Sequence[int]) -> list[Any]:
         if not is_cluster(self._client):
             return self._send(self._client, indexes, self._wait)
         cluster = cast(RedisCluster, self._client)
