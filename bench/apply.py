@@ -37,14 +37,19 @@ from bench.common import (
 )
 
 
-def product(workers: int, count: int, redis_url: str, database_url: str) -> float:
+def product(
+    workers: int, count: int, redis_url: str, database_url: str, settings: dict[str, str] | None = None
+) -> float:
+    """Commands/s of `workers` worker processes on a backlog of `count`; `settings`: more of the
+    environment (a Redis Cluster's, bench/cluster.py)."""
+    settings = settings or {}
     prefix = fresh_prefix()
-    gw = gateway_for(prefix, redis_url, database_url)
+    gw = gateway_for(prefix, redis_url, database_url, **{k.lower(): v for k, v in settings.items()})
     collection = f"{prefix}_docs"
     gw.ensure_groups()
     pause_all(gw, 600)
     fill(gw, collection, count)
-    env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url, **settings}
     try:
         with worker_processes(workers, env):
             wait_workers_ready(gw, workers)

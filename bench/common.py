@@ -17,6 +17,7 @@ import orjson
 
 from gateway.accept import prepare
 from gateway.context import Gateway
+from gateway.redis_client import RoundTrip
 from settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,13 +114,25 @@ def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object)
 
 def fill(gw: Gateway, collection: str, count: int) -> None:
     """Accept `count` creates on distinct entities through the product's accept script."""
-    pipe = gw.redis.pipeline(transaction=False)
+    trip = RoundTrip(gw.redis)  # each call routed to its node on a Redis Cluster
     for i in range(count):
         call = prepare(gw, "bench", "create", collection, f"e{i}", orjson.loads(payload(i)))
-        gw.scripts.run(call.script, client=pipe)
+        gw.scripts.queue(trip, call.script)
         if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+            _check(trip.send())
+            trip = RoundTrip(gw.redis)
+    _check(trip.send())
+
+
+def _check(replies: list[object]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def cluster_settings(queue_redis_url: str) -> dict[str, str]:
+    """The environment that puts a deployment's REDIS_URL on a Redis Cluster, RQ on `queue_redis_url`."""
+    return {"REDIS_CLUSTER": "true", "QUEUE_REDIS_URL": queue_redis_url}
 
 
 def backlog(gw: Gateway) -> int:
