@@ -108,7 +108,10 @@ def _slot(cluster: RedisCluster, args: Sequence[Any]) -> int:
         return int(cluster.keyslot(args[3]))
     if name in ("XREAD", "XREADGROUP"):
         return int(cluster.keyslot(args[[str(a).upper() for a in args].index("STREAMS") + 1]))
-    return int(cluster.determine_slot(*args))
+    try:
+        return int(cluster.determine_slot(*args))
+    except RedisClusterException:  # a command of no key (TIME): any node answers it
+        return 0
 
 
 def is_cluster(client: Any) -> bool:
