@@ -113,7 +113,8 @@ class SplitKey:
     """On a Redis Cluster, an Idempotency-Key whose record is in another partition than the
     command: checked by idempotency.lua around the accept call instead of inside it."""
 
-    record: str
+    partition: int  # the key's record's: the (user, key) pair's
+    digest: str  # the pair's hash, naming the record
     fingerprint: str
     ttl_seconds: int
     accept_as: Callable[[str], scripts.ScriptCall]  # the accept call under another command id
@@ -176,7 +177,13 @@ def prepare(
     split_key = None
     if split and key_record and idempotency:
         ttl = gw.settings.idempotency_ttl_seconds
-        split_key = SplitKey(key_record, idempotency.fingerprint, ttl, lambda cid: accept_as(command_id=cid))
+        split_key = SplitKey(
+            key_partition(user, idempotency.key, partitions),
+            _key_digest(user, idempotency.key),
+            idempotency.fingerprint,
+            ttl,
+            lambda cid: accept_as(command_id=cid),
+        )
     return AcceptCall(
         command_id,
         entity_id,
@@ -228,8 +235,10 @@ def _accept_split(gw: Gateway, call: AcceptCall, key: SplitKey) -> Accepted:
     def record(mode: str, command_id: str) -> Any:
         return gw.scripts.run(
             scripts.idempotency(
-                key.record,
-                mode,
+                gw.keys,
+                key.partition,
+                digest=key.digest,
+                mode=mode,
                 command_id=command_id,
                 fingerprint=key.fingerprint,
                 entity_id=call.entity_id,

@@ -157,11 +157,21 @@ def accept(
 
 
 def idempotency(
-    record: str, mode: str, *, command_id: str, fingerprint: str, entity_id: str, ttl_seconds: int
+    keys: Keys,
+    partition: int,
+    *,
+    digest: str,
+    mode: str,
+    command_id: str,
+    fingerprint: str,
+    entity_id: str,
+    ttl_seconds: int,
 ) -> ScriptCall:
     """idempotency.lua (a Redis Cluster's keyed accept whose key record is in another slot than
-    the command): `mode` 'reserve', 'confirm' or 'release' the key's `record` for `command_id`.
-    KEYS: the record. ARGV: mode, command id, fingerprint, entity id, TTL."""
+    the command): `mode` 'reserve', 'confirm' or 'release' the record `digest` names in
+    `partition` for `command_id`. KEYS: the record. ARGV: mode, command id, fingerprint, entity
+    id, TTL."""
+    record = keys.idempotency(partition, digest)
     return ScriptCall("idempotency", [record], [mode, command_id, fingerprint, entity_id, ttl_seconds])
 
 
