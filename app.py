@@ -20,7 +20,7 @@ MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least as many bits as
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then `test_config` overrides on top."""
     settings = load(**(test_config or {}))
-    logs.configure(logs.format_for(settings.log_format, settings.app_env))
+    logs.configure(logs.format_for(settings.log_format, settings.app_env), settings.log_level)
     app = Flask(__name__, static_folder=None)  # an API: no static files, no /static route
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     gateway = Gateway(settings)

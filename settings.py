@@ -76,12 +76,19 @@ class Settings(BaseSettings):
     # the role that makes a user an operator, who may read and write every document.
     jwt_roles_claim: str = Field(default="roles", min_length=1)
     admin_role: str = Field(default="admin", min_length=1)
+    # Claims of the token carried with each command to the store plugins and notifiers
+    # (comma-separated top-level names; the roles claim always is), at most 2 KiB as JSON
+    # (gateway/claims.py): what an application's rule needs, not the whole token.
+    command_claims: str = ""
     port: int = Field(default=5000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=64)
     cors_origins: str = ""
     # How long the first answer to an Idempotency-Key is kept for replay: at least a day, so a
     # client may retry through a day-long outage of its own.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
+    # Idempotency-Key records kept per user (the oldest go first, even before
+    # IDEMPOTENCY_TTL_SECONDS): a user writing at the rate limit for a day cannot fill Redis.
+    idempotency_keys_per_user: int = Field(default=10_000, ge=1)
     # The shape a write's JSON body may take, beside its size: nesting depth (the body is 1) and
     # object members and array elements in the whole body (so a check's cost is bounded).
     max_json_depth: int = Field(default=32, ge=1, le=512)
@@ -97,6 +104,10 @@ class Settings(BaseSettings):
     # burst (an import, a reconnect's catch-up) while holding it to 100 writes a second overall.
     rate_limit_writes: str = "6000/minute"
     rate_limit_reads: str = "18000/minute"
+    # Per-user limit of the bytes of write bodies beyond the first WRITE_BYTES_FREE (16 KiB) of
+    # each, checked from Content-Length before the body is read: one user's large writes cannot
+    # take the machine's CPU (parsing, Redis, the workers) from the others. Empty: none.
+    rate_limit_write_bytes: str = "60000000/minute"
     # The demo page at /demo (a to-do app written with /client.js). Unset: on in development
     # and test, off in production, where a page nobody asked for is only more to look after.
     demo_page: bool | None = None
@@ -154,6 +165,10 @@ class Settings(BaseSettings):
 
     # Logs: `json` (one object a line) or `text`; unset: json in production, text elsewhere.
     log_format: Literal["json", "text"] | None = None
+    # The lowest level written. DEBUG adds a line per applied command (its request id, command
+    # id and collection), to follow one request through the worker; INFO has a line per retry
+    # and a warning per dead letter.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Notifications.
     # Seconds between WebSocket pings and between SSE heartbeat comments on an idle connection:
@@ -236,7 +251,7 @@ class Settings(BaseSettings):
     def disabled_plugin_names(self) -> list[str]:
         return [m.strip() for m in self.disabled_plugins.split(",") if m.strip()]
 
-    @field_validator("rate_limit_writes", "rate_limit_reads")
+    @field_validator("rate_limit_writes", "rate_limit_reads", "rate_limit_write_bytes")
     @classmethod
     def _one_rate_limit(cls, value: str) -> str:
         """One limit per kind of call, so that counting it stays one Redis call."""

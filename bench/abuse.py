@@ -18,8 +18,10 @@ import argparse
 import collections
 import http.client
 import itertools
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -39,7 +41,7 @@ from bench.common import (
 from bench.e2e import percentile
 from gateway import record
 from gateway.context import Gateway
-from gateway.ids import partition_of_command
+from gateway.ids import partition_of, partition_of_command
 
 SECRET = "abuse-bench-secret-of-32-bytes-long!"
 # What the run's keys may hold at most: the abuser's status records (STATUS_RECORDS_PER_USER
@@ -108,15 +110,55 @@ def keys_memory(gw: Gateway) -> int:
     return sum(size or 0 for size in pipe.execute())
 
 
-def latencies(gw: Gateway, ids: list[str]) -> list[float]:
+def own_cpu(prefix: str) -> dict[str, float]:
+    """CPU seconds used so far by this run's web and worker processes (found by their
+    KEY_PREFIX, so that other processes on the machine do not count)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"web": 0.0, "workers": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"KEY_PREFIX={prefix}".encode() not in Path(f"/proc/{pid}/environ").read_bytes():
+                continue
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = "web" if b"gunicorn" in cmd else "workers" if b"workers" in cmd else ""
+        if group:
+            used[group] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def machine_busy() -> tuple[int, int]:
+    """The machine's busy and total CPU time so far (/proc/stat, in ticks)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+def latencies(gw: Gateway, ids: list[str]) -> list[tuple[int, float]]:
+    """Each applied command's partition and accept -> applied time (ms)."""
     pipe = gw.redis.pipeline(transaction=False)
+    partitions = []
     for command_id in ids:
         partition = partition_of_command(command_id, gw.settings.partitions)
         assert partition is not None  # an id the gateway made
+        partitions.append(partition)
         pipe.hmget(
             gw.keys.command(partition, command_id), [record.STATUS, record.ACCEPTED_AT, record.FINISHED_AT]
         )
-    return [float(int(fin) - int(acc)) for st, acc, fin in pipe.execute() if st == record.APPLIED]
+    return [
+        (partition, float(int(fin) - int(acc)))
+        for partition, (st, acc, fin) in zip(partitions, pipe.execute(), strict=True)
+        if st == record.APPLIED
+    ]
+
+
+def spread(times: list[float]) -> str:
+    if not times:
+        return "none"
+    p50, p99 = percentile(times, 50), percentile(times, 99)
+    return f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(times):.0f} ms ({len(times)})"
 
 
 def main() -> None:
@@ -155,14 +197,17 @@ def main() -> None:
                 for _ in range(args.abusers)
             ]
             threads.append(threading.Thread(target=behave, args=(port, until, args.rate, ids, behaved)))
+            cpu_before, busy_before = own_cpu(prefix), machine_busy()
             for thread in threads:
                 thread.start()
             while any(thread.is_alive() for thread in threads):
                 peak = max(peak, keys_memory(gw))
                 time.sleep(1)
+            cpu_after, busy_after = own_cpu(prefix), machine_busy()
             wait_drained(gw, timeout=120)
             peak = max(peak, keys_memory(gw))
-            times = latencies(gw, ids)
+            timed = latencies(gw, ids)
+            abused_partition = partition_of("abuse", "taken", gw.settings.partitions)
             dead = sum(gw.redis.xlen(gw.keys.dead(p)) for p in range(gw.settings.partitions))
     finally:
         clean(gw)
@@ -173,12 +218,22 @@ def main() -> None:
         f"{args.workers} workers"
     )
     print(f"  abuser's answers: {dict(sorted(abused.items()))}")
+    times = [ms for _, ms in timed]
     print(f"  well-behaved answers: {dict(sorted(behaved.items()))}, {len(times)} of {len(ids)} applied")
     print(f"  dead letters kept: {dead}")
     print(f"  peak memory of the run's keys: {peak / 2**20:.1f} MB (ceiling {CEILING_MB} MB)")
     print(
         f"  well-behaved accept -> applied: p50 {percentile(times, 50):.0f} ms, "
         f"p99 {percentile(times, 99):.0f} ms, max {max(times):.0f} ms (target p99 < {TARGET_P99_MS} ms)"
+    )
+    print(f"    in the abuser's partition: {spread([ms for p, ms in timed if p == abused_partition])}")
+    print(f"    in the other partitions: {spread([ms for p, ms in timed if p != abused_partition])}")
+    cores = os.cpu_count() or 1
+    busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+    web, workers = (cpu_after[g] - cpu_before[g] for g in ("web", "workers"))
+    print(
+        f"  CPU while sending: this run's web {web:.1f} s, workers {workers:.1f} s; "
+        f"the machine (all its users) busy {busy:.0%} of {cores} cores"
     )
 
 

@@ -11,9 +11,16 @@ A second table charges the CPU the machine spent to each process group, per requ
 write costs beyond hello world, and how much of it the worker and the store take from the same
 cores while they apply the writes.
 
+With `--metrics-cost`, it measures instead what the metrics cost the accept path: two gunicorns
+(one process each) on a private Redis, one with the metrics as in production, one without them
+(`BENCH_METRICS=off`, see bench/baseline_app.py), loaded in turn, in alternating rounds, with no
+worker running; it prints the CPU per accepted write (the web process and Redis) of each and
+their ratio.
+
 Needs wrk (`apt-get install wrk`).
 
     .venv/bin/python -m bench.accept --seconds 8
+    .venv/bin/python -m bench.accept --metrics-cost --rounds 6 --seconds 5
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ from bench.common import (
     fresh_prefix,
     gateway_for,
     gunicorn,
+    gunicorn_process,
+    redis_server,
+    tree_cpu,
+    verdict,
     worker_processes,
 )
 
@@ -70,6 +81,7 @@ def wrk(url: str, seconds: int, connections: int, post: bool, token: str = "") -
         raise RuntimeError(f"errors during the run:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     return {
+        "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
         "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
@@ -90,9 +102,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    parser.add_argument("--metrics-cost", action="store_true", help="metrics on against off (see above)")
+    parser.add_argument("--rounds", type=int, default=6, help="with --metrics-cost: rounds of each")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
+    if args.metrics_cost:
+        metrics_cost(args)
+        return
 
     prefix = fresh_prefix()
     table = f"{prefix}_sync"
@@ -154,6 +171,76 @@ def main() -> None:
     for name, r in results.items():
         cpu = r["cpu"]
         print(f"{name:55} " + " ".join(f"{cpu[g]:8.0f}" for g in groups) + f" {sum(cpu.values()):8.0f}")
+    web = "web (gunicorn)"
+    print("\nweb CPU per accepted write / per GET of hello world, in the same gunicorn:")
+    for label in ("store up", "store stopped"):
+        write = results[f"product write route, {label} (POST)"]["cpu"][web]
+        print(
+            verdict(
+                f"{label:13} ({write:.0f} / {hello['cpu'][web]:.0f} us)",
+                write / hello["cpu"][web],
+                1.3,
+                at_most=True,
+                unit="x",
+            )
+        )
+
+
+MODES = ("on", "off")
+
+
+def metrics_cost(args: argparse.Namespace) -> None:
+    """CPU per accepted write with the metrics on and off, measured in alternating rounds."""
+    secret = secrets.token_urlsafe(32)
+    token = jwt.encode({"sub": "bench-user"}, secret, algorithm="HS256")
+    used = {mode: {"requests": 0.0, "web": 0.0, "redis": 0.0} for mode in MODES}
+    rounds: list[float] = []
+    with redis_server() as (redis_url, redis_pid):
+        env = {
+            "JWT_SECRET": secret,
+            "RATE_LIMIT_WRITES": "100000000/minute",  # counted as in production, never reached
+            "MAX_PENDING_PER_USER": "1000000000",  # no worker drains: the quotas must not refuse
+            "MAX_BACKLOG": "1000000000",
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": args.database_url,
+            "WEB_CONCURRENCY": "1",
+            "BENCH_INSERT_URL": args.database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+            "BENCH_INSERT_TABLE": "unused",
+        }
+        app = "bench.baseline_app:app"
+        with (
+            gunicorn_process(app, env, ready_path="/bench/hello") as on,
+            gunicorn_process(app, {**env, "BENCH_METRICS": "off"}, ready_path="/bench/hello") as off,
+        ):
+            servers = {"on": on, "off": off}
+            for base, _ in servers.values():  # warm up: connections, first imports, the scripts
+                wrk(base + "/api/notes", 2, args.connections, True, token)
+            for n in range(args.rounds):
+                this_round = {}
+                for mode in MODES if n % 2 == 0 else MODES[::-1]:
+                    base, pid = servers[mode]
+                    web, redis = tree_cpu(pid), tree_cpu(redis_pid)
+                    requests = wrk(base + "/api/notes", args.seconds, args.connections, True, token)[
+                        "requests"
+                    ]
+                    spent = {"web": tree_cpu(pid) - web, "redis": tree_cpu(redis_pid) - redis}
+                    used[mode]["requests"] += requests
+                    used[mode]["web"] += spent["web"]
+                    used[mode]["redis"] += spent["redis"]
+                    this_round[mode] = (spent["web"] + spent["redis"]) / requests
+                rounds.append(this_round["on"] / this_round["off"])
+    load = f"wrk -t2 -c{args.connections} -d{args.seconds}s"
+    print(f"\nmetrics cost: {args.rounds} rounds of {load} per mode, alternating")
+    print(f"{'metrics':8} {'writes':>9} {'web us/write':>13} {'redis us/write':>15} {'total':>8}")
+    per_write = {}
+    for mode in MODES:
+        n = int(used[mode]["requests"])
+        web, in_redis = used[mode]["web"] / n * 1e6, used[mode]["redis"] / n * 1e6
+        per_write[mode] = web + in_redis
+        print(f"{mode:8} {n:9d} {web:13.1f} {in_redis:15.1f} {web + in_redis:8.1f}")
+    ratio = per_write["on"] / per_write["off"]
+    print(f"on / off, CPU per write: {ratio:.3f} ({(ratio - 1) * 100:+.1f} %)")
+    print("by round: " + " ".join(f"{r:.3f}" for r in rounds))
 
 
 if __name__ == "__main__":

@@ -25,12 +25,15 @@ from bench.common import (
     DEFAULT_REDIS,
     ROOT,
     clean,
+    cpu_snapshot,
+    cpu_used,
     fill,
     fresh_prefix,
     gateway_for,
     pause_all,
     payload,
     resume_all,
+    verdict,
     wait_drained,
     wait_workers_ready,
     worker_processes,
@@ -40,8 +43,9 @@ from bench.common import (
 def product(
     workers: int, count: int, redis_url: str, database_url: str, settings: dict[str, str] | None = None
 ) -> float:
-    """Commands/s of `workers` worker processes on a backlog of `count`; `settings`: more of the
-    environment (a Redis Cluster's, bench/cluster.py)."""
+    """The product's commands/s with `workers` worker processes on a backlog of `count`; the CPU
+    it cost per command goes to PRODUCT_CPU. `settings`: more of the environment (a Redis
+    Cluster's, bench/cluster.py)."""
     settings = settings or {}
     prefix = fresh_prefix()
     gw = gateway_for(prefix, redis_url, database_url, **{k.lower(): v for k, v in settings.items()})
@@ -54,13 +58,19 @@ def product(
         with worker_processes(workers, env):
             wait_workers_ready(gw, workers)
             gw.stores.default.apply([])  # the ledger table exists before the clock starts
+            before = cpu_snapshot()
             resume_all(gw)
             elapsed = wait_drained(gw, timeout=600)
+            used = cpu_used(before, cpu_snapshot())
+            PRODUCT_CPU[workers] = {group: seconds / count * 1e6 for group, seconds in used.items()}
     finally:
         clean(gw)
         drop(database_url, collection)
         gw.close()
     return count / elapsed
+
+
+PRODUCT_CPU: dict[int, dict[str, float]] = {}  # workers: CPU us per command, by process group
 
 
 def bare_loop(count: int, redis_url: str, database_url: str) -> float:
@@ -136,8 +146,9 @@ def drop(database_url: str, table: str) -> None:
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-        if sa.inspect(conn).has_table("_gateway_applied"):
-            conn.execute(sa.text("DELETE FROM _gateway_applied WHERE collection = :c"), {"c": table})
+        for ledger in ("_gateway_applied", "_gateway_refused"):
+            if sa.inspect(conn).has_table(ledger):
+                conn.execute(sa.text(f"DELETE FROM {ledger} WHERE collection = :c"), {"c": table})
     engine.dispose()
 
 
@@ -165,6 +176,20 @@ def main() -> None:
     print(f"{'run':60} {'commands/s':>11} {'x bare loop':>12}")
     for name, rate in rates.items():
         print(f"{name:60} {rate:11.0f} {rate / ceiling:12.2f}")
+    print("\nCPU per applied command (us), by process group (Redis and PostgreSQL: shared servers)")
+    for workers, cpu in PRODUCT_CPU.items():
+        print(
+            f"  {workers} worker process(es): " + ", ".join(f"{g.split()[0]} {v:.0f}" for g, v in cpu.items())
+        )
+    print(
+        verdict(
+            "2 workers / bare loop",
+            rates["product, 2 worker processes"] / ceiling,
+            0.5,
+            at_most=False,
+            unit="x",
+        )
+    )
 
 
 if __name__ == "__main__":

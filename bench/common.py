@@ -35,6 +35,15 @@ def free_port() -> int:
 def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Iterator[str]:
     """gunicorn with the project's gunicorn.conf.py serving `app`; yields its base URL once
     `ready_path` answers, and stops it afterwards."""
+    with gunicorn_process(app, env, ready_path) as (base, _):
+        yield base
+
+
+@contextmanager
+def gunicorn_process(
+    app: str, env: dict[str, str], ready_path: str = "/healthz"
+) -> Iterator[tuple[str, int]]:
+    """`gunicorn`, yielding its base URL and its master's pid."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--access-logfile", "/dev/null"],
@@ -55,39 +64,97 @@ def gunicorn(app: str, env: dict[str, str], ready_path: str = "/healthz") -> Ite
                 raise
             time.sleep(0.2)
     try:
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(30)
 
 
-# Which processes a CPU figure is charged to, by command line (or name, for the servers).
+@contextmanager
+def redis_server() -> Iterator[tuple[str, int]]:
+    """A private redis-server on a free port, without persistence, so that its CPU is this
+    benchmark's alone; yields its URL and pid, and stops it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(each) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+# Which processes a CPU figure is charged to, by command line (or name, for the servers). The
+# web and worker processes counted are the run's own (started by this process): other runs on a
+# shared machine start theirs too. Redis and PostgreSQL are shared servers: their figures include
+# whatever else uses them meanwhile.
 CPU_GROUPS = (
     ("web (gunicorn)", lambda cmd, name: "gunicorn" in cmd),
     ("workers", lambda cmd, name: "-m workers" in cmd),
     ("redis", lambda cmd, name: name.startswith("redis-server")),
     ("postgres", lambda cmd, name: name.startswith("postgres")),
 )
+OWN_GROUPS = frozenset({"web (gunicorn)", "workers"})
 
 
 def cpu_snapshot() -> dict[str, tuple[str, float]]:
     """Each running process of a CPU_GROUPS group: its group and the user + system CPU seconds it
     has used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    snapshot: dict[str, tuple[str, float]] = {}
+    seen: dict[str, tuple[str, str, str, list[str]]] = {}  # pid: name, parent, command, stat fields
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
+        seen[pid] = (stat[stat.index("(") + 1 : stat.rindex(")")], fields[1], cmd, fields)
+    snapshot: dict[str, tuple[str, float]] = {}
+    for pid, (name, _, cmd, fields) in seen.items():
         for label, matches in CPU_GROUPS:
             if matches(cmd, name):
-                snapshot[pid] = (label, (int(fields[11]) + int(fields[12])) / ticks)
+                if label not in OWN_GROUPS or _descends_from_us(pid, seen):
+                    snapshot[pid] = (label, (int(fields[11]) + int(fields[12])) / ticks)
                 break
     return snapshot
+
+
+def _descends_from_us(pid: str, seen: dict[str, tuple[str, str, str, list[str]]]) -> bool:
+    mine = str(os.getpid())
+    while pid in seen and pid != "1":
+        pid = seen[pid][1]
+        if pid == mine:
+            return True
+    return False
 
 
 def cpu_used(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]]) -> dict[str, float]:
@@ -97,6 +164,13 @@ def cpu_used(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, f
     for pid, (label, seconds) in after.items():
         used[label] += seconds - before.get(pid, (label, 0.0))[1]
     return used
+
+
+def verdict(name: str, value: float, limit: float, *, at_most: bool, unit: str = "") -> str:
+    """One line for a target: the figure, the limit and whether it is met."""
+    met = value <= limit if at_most else value >= limit
+    bound = "<=" if at_most else ">="
+    return f"  {name}: {value:.2f}{unit} (target {bound} {limit:g}{unit}): {'met' if met else 'MISSED'}"
 
 
 def fresh_prefix() -> str:
@@ -113,10 +187,12 @@ def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object)
 
 
 def fill(gw: Gateway, collection: str, count: int) -> None:
-    """Accept `count` creates on distinct entities through the product's accept script."""
+    """Accept `count` creates on distinct entities through the product's accept script, each
+    with a request id as the web process gives every write (16 hex characters)."""
     trip = RoundTrip(gw.redis)  # each call routed to its node on a Redis Cluster
     for i in range(count):
-        call = prepare(gw, "bench", "create", collection, f"e{i}", orjson.loads(payload(i)))
+        document = orjson.loads(payload(i))
+        call = prepare(gw, "bench", "create", collection, f"e{i}", document, request_id=f"{i:016x}")
         gw.scripts.queue(trip, call.script)
         if i % 2000 == 1999:
             _check(trip.send())

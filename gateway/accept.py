@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -59,12 +60,18 @@ class WriteLimit:
         """The user's counters of this window and the previous one, at `now` (ms)."""
         window_ms = self.window_seconds * 1000
         index, elapsed = divmod(now, window_ms)
-        who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any user id, a plain key
+        who = user_digest(user)
         return WriteWindow(
             counters=(keys.write_window(who, index), keys.write_window(who, index - 1)),
             previous_weight=1 - elapsed / window_ms,
             retry_after=-(-(window_ms - elapsed) // 1000),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def user_digest(user: str) -> str:
+    """Any user id as a plain key part; a process's active users are hashed once each."""
+    return hashlib.blake2b(user.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class SplitKey:
 
     partition: int  # the key's record's: the (user, key) pair's
     digest: str  # the pair's hash, naming the record
+    user: str  # whose list of key records in that partition the record joins
     fingerprint: str
     ttl_seconds: int
     accept_as: Callable[[str], scripts.ScriptCall]  # the accept call under another command id
@@ -142,8 +150,11 @@ def prepare(
     idempotency: Idempotency | None = None,
     limit: WriteLimit | None = None,
     operator: bool = False,
+    request_id: str = "",
+    claims: bytes | str = b"",
 ) -> AcceptCall:
-    """The accept script's call for this command."""
+    """The accept script's call for this command, sent by the request `request_id` with the
+    token's carried `claims` (gateway/claims.py, as JSON); both travel in its record."""
     now = record.now_ms()
     partitions = gw.settings.partitions
     partition = partition_of(collection, entity_id, partitions)
@@ -156,7 +167,7 @@ def prepare(
         gw.keys,
         partition,
         entity_id=entity_id,
-        record=record.new(op, collection, entity_id, user, payload, now, operator),
+        record=record.new(op, collection, entity_id, user, payload, now, operator, request_id, claims),
         idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
         idempotency_record=None if split else key_record,
         fingerprint=idempotency.fingerprint if idempotency and not split else "",
@@ -165,12 +176,7 @@ def prepare(
         previous_window_weight=window.previous_weight if window else 0,
         counter_ttl_seconds=2 * limit.window_seconds if limit else 0,
         user=user,
-        quotas=scripts.Quotas(
-            max_pending_per_user=gw.settings.max_pending_per_user,
-            max_backlog=gw.settings.max_backlog,
-            pending_ttl_seconds=gw.settings.status_ttl_seconds,
-            partitions=partitions,
-        ),
+        quotas=gw.accept_quotas,
         now_ms=now,
         stats_field=stats.accepted_field(collection, op),
     )
@@ -180,6 +186,7 @@ def prepare(
         split_key = SplitKey(
             key_partition(user, idempotency.key, partitions),
             _key_digest(user, idempotency.key),
+            user,
             idempotency.fingerprint,
             ttl,
             lambda cid: accept_as(command_id=cid),
@@ -205,13 +212,18 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     one key, one is accepted and the other replays it. Concurrent calls of a process share round
     trips (gateway/pipelining.py).
     """
+    started = time.perf_counter()
     if call.split_key is not None:
-        return _accept_split(gw, call, call.split_key)
-    return _answer(call, gw.accept_calls(call.script.keys, call.script.args))
+        accepted = _accept_split(gw, call, call.split_key)
+    else:
+        accepted = answer(call, gw.accept_calls(call.script.keys, call.script.args))
+    gw.process_report.observe_accept(time.perf_counter() - started)
+    return accepted
 
 
-def _answer(call: AcceptCall, outcome: list[str]) -> Accepted:
-    """The accept script's reply as the caller sees it (an exception for a refusal)."""
+def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
+    """What the accept script's reply to `call` means: the command accepted (or replayed), or
+    the refusal raised."""
     if outcome[0] == "accepted":
         return Accepted(command_id=call.command_id, entity_id=call.entity_id, seq=outcome[1])
     if outcome[0] == "replay":
@@ -243,6 +255,8 @@ def _accept_split(gw: Gateway, call: AcceptCall, key: SplitKey) -> Accepted:
                 fingerprint=key.fingerprint,
                 entity_id=call.entity_id,
                 ttl_seconds=key.ttl_seconds,
+                user=key.user,
+                keys_kept=gw.accept_quotas.keys_kept(cluster=True),
             )
         )
 
@@ -254,7 +268,7 @@ def _accept_split(gw: Gateway, call: AcceptCall, key: SplitKey) -> Accepted:
     command_id = call.command_id if reply[0] == "reserved" else reply[1]
     script = key.accept_as(command_id)
     try:
-        accepted = _answer(replace(call, command_id=command_id), gw.accept_calls(script.keys, script.args))
+        accepted = answer(replace(call, command_id=command_id), gw.accept_calls(script.keys, script.args))
     except (RateLimited, TooManyPending, BacklogFull):
         record("release", command_id)
         raise

@@ -21,7 +21,7 @@ def _unauthorized(detail: str) -> Problem:
 
 def bearer_token(request: Request, *, allow_query: bool = False) -> str | None:
     """The token from `Authorization: Bearer`, or from `?token=` where headers cannot be set."""
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # as request.headers has it, without its lookup
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
@@ -44,8 +44,9 @@ def identify(token: str | None, settings: Settings, verifier: TokenVerifier | No
 
 def identity_of(request: Request, *, allow_query: bool = False) -> Identity:
     """The caller of `request` in the current app."""
-    settings = current_app.extensions["gateway"].settings
-    return identify(bearer_token(request, allow_query=allow_query), settings, current_app.extensions["auth"])
+    extensions = current_app.extensions
+    token = bearer_token(request, allow_query=allow_query)
+    return identify(token, extensions["gateway"].settings, extensions["auth"])
 
 
 def init_app(app: Flask) -> None:

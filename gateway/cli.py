@@ -157,18 +157,42 @@ def show(dead_letter: str) -> None:
     click.echo(_json(letters.get(_gateway(), dead_letter).shown(), indent=True))
 
 
-def _chosen(name: str | None, everything: bool, filtered: bool, verb: str) -> None:
+def _chosen(
+    verb: str,
+    name: str | None,
+    everything: bool,
+    filters: tuple[str | None, str | None, str | None],
+    yes: bool,
+) -> tuple[Gateway, letters.Chosen] | None:
+    """The dead letters a replay or drop takes: one by name, or with --all every one matching
+    the filters, once the operator confirmed their number; None when none matches."""
     if everything == (name is not None):
         raise OneLineError(f"{verb} needs a dead letter's name, or --all (with filters)")
-    if filtered and not everything:
+    if any(filters) and not everything:
         raise OneLineError("--collection, --error and --since go with --all")
+    gw = _gateway()
+    chosen = letters.Chosen(name, _filters(*filters))
+    if name is None:
+        count = len(letters.matching(gw, chosen.filters))
+        if not count:
+            click.echo("no dead letter matches")
+            return None
+        if not yes:
+            click.confirm(f"{verb} {count} dead letters?", abort=True)
+    return gw, chosen
+
+
+def _choice_options(command: Command) -> Command:
+    command = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")(command)
+    command = _filter_options(command)
+    command = click.option(
+        "--all", "everything", is_flag=True, help="Every dead letter matching the filters."
+    )(command)
+    return click.argument("dead_letter", required=False)(command)
 
 
 @dead_letters.command("replay")
-@click.argument("dead_letter", required=False)
-@click.option("--all", "everything", is_flag=True, help="Every dead letter matching the filters.")
-@_filter_options
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_choice_options
 @one_line_errors
 def replay(
     dead_letter: str | None,
@@ -180,28 +204,13 @@ def replay(
 ) -> None:
     """Accept dead letters' commands again, as new commands of the same users; each dead letter
     is removed once its command is accepted."""
-    _chosen(dead_letter, everything, bool(collection or error or since), "replay")
-    gw = _gateway()
-    if dead_letter is not None:
-        replayed = letters.replay(gw, letters.get(gw, dead_letter))
-        click.echo(f"replayed {replayed.dead_letter} as command {replayed.command_id}")
-        return
-    filters = _filters(collection, error, since)
-    count = len(letters.matching(gw, filters))
-    if not count:
-        click.echo("no dead letter matches")
-        return
-    if not yes:
-        click.confirm(f"replay {count} dead letters?", abort=True)
-    for done in letters.replay_all(gw, filters):
+    chosen = _chosen("replay", dead_letter, everything, (collection, error, since), yes)
+    for done in letters.replay_chosen(*chosen) if chosen else ():
         click.echo(f"replayed {done.dead_letter} as command {done.command_id}")
 
 
 @dead_letters.command("drop")
-@click.argument("dead_letter", required=False)
-@click.option("--all", "everything", is_flag=True, help="Every dead letter matching the filters.")
-@_filter_options
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_choice_options
 @one_line_errors
 def drop(
     dead_letter: str | None,
@@ -212,20 +221,10 @@ def drop(
     yes: bool,
 ) -> None:
     """Forget dead letters that will not be replayed (their commands stay `failed`)."""
-    _chosen(dead_letter, everything, bool(collection or error or since), "drop")
-    gw = _gateway()
-    if dead_letter is not None:
-        letters.drop(gw, letters.get(gw, dead_letter))
-        click.echo(f"dropped {dead_letter}")
-        return
-    filters = _filters(collection, error, since)
-    count = len(letters.matching(gw, filters))
-    if not count:
-        click.echo("no dead letter matches")
-        return
-    if not yes:
-        click.confirm(f"drop {count} dead letters?", abort=True)
-    click.echo(f"dropped {letters.drop_all(gw, filters)} dead letters")
+    chosen = _chosen("drop", dead_letter, everything, (collection, error, since), yes)
+    if chosen:
+        dropped = letters.drop_chosen(*chosen)
+        click.echo(f"dropped {dead_letter}" if dead_letter else f"dropped {dropped} dead letters")
 
 
 def _until_done(

@@ -9,9 +9,10 @@ import redis
 
 from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
+from gateway.process_report import ProcessReport
 from gateway.redis_client import ReplicaWait, connect, connect_queue
 from gateway.schemas import Collections
-from gateway.scripts import Scripts
+from gateway.scripts import Quotas, Scripts
 from gateway.stores import StoreRouter
 from plugins.manager import Plugins
 from settings import Settings
@@ -43,6 +44,22 @@ class Gateway:
         return connect_queue(self.settings, decode=True)
 
     @functools.cached_property
+    def process_report(self) -> ProcessReport:
+        """What this process alone knows (open streams, accept latencies), reported to Redis."""
+        return ProcessReport(self)
+
+    @functools.cached_property
+    def accept_quotas(self) -> Quotas:
+        """The quotas every accept call carries, from the settings."""
+        return Quotas(
+            max_pending_per_user=self.settings.max_pending_per_user,
+            max_backlog=self.settings.max_backlog,
+            idempotency_keys_per_user=self.settings.idempotency_keys_per_user,
+            pending_ttl_seconds=self.settings.status_ttl_seconds,
+            partitions=self.settings.partitions,
+        )
+
+    @functools.cached_property
     def plugins(self) -> Plugins:
         return Plugins(self.settings)
 
@@ -61,6 +78,8 @@ class Gateway:
             ensure_group(self.redis, self.keys, partition)
 
     def close(self) -> None:
+        if "process_report" in self.__dict__:
+            self.process_report.close()
         if "stores" in self.__dict__:
             self.stores.close()
         self.redis.close()

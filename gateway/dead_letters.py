@@ -7,13 +7,16 @@ A dead letter is named `<partition>/<entry id>`. It is shown with the API's fiel
     {"dead_letter": "3/1795747626279-0", "command_id": "3-917c...", "op": "create",
      "collection": "notes", "entity_id": "n1", "user": "alice", "payload": {"text": "..."},
      "error": "the document n1 already exists", "error_type": "conflict",   # when recorded
-     "attempts": 1, "accepted_at": "2026-...Z", "failed_at": "2026-...Z"}
+     "attempts": 1, "accepted_at": "2026-...Z", "failed_at": "2026-...Z",
+     "request_id": "8f3c...", "claims": {"roles": ["editor"]}}              # when recorded
 
-A replay accepts the command again as a new command of the same user (as the write routes do,
-without their rate limit and Idempotency-Key) and removes the dead letter only once the new
-command is accepted: a replay that fails leaves the letter where it was. A drop forgets it (the
-command stays `failed`). Two operators replaying the same letter at the same moment may both
-get it accepted; a replay is meant to be run by one operator at a time.
+A replay accepts the command again as a new command of the same user, with the claims, operator
+flag and request id it first carried (as the write routes do, without their rate limit and
+Idempotency-Key), and removes the dead letter in the same transaction, only if the new command
+is accepted: a replay that is refused leaves the letter where it was. A drop forgets it (the
+command stays `failed`). Each is atomic: of two operators replaying (or one replaying, one
+dropping) the same letter at once, one does it and the other is told the letter is gone, so a
+letter is never accepted twice.
 """
 
 from __future__ import annotations
@@ -24,14 +27,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import record
-from gateway.accept import BacklogFull, TooManyPending, accept, prepare
+import redis
+
+from gateway import record, scripts
+from gateway.accept import AcceptCall, BacklogFull, TooManyPending, answer, prepare
 from gateway.context import Gateway
+from gateway.ids import partition_of
 from gateway.pipeline_status import ERROR_TYPE, error_kind
 
 PAGE = 500  # entries read per partition per round trip while listing
 DURATION = re.compile(r"^([0-9]+)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A replay whose transaction a change to its partition's dead letters spoiled (a new letter, a
+# replay or drop of another one) looks again; it gives up after this many tries in a row.
+REPLAY_TRIES = 20
 
 
 class DeadLetterError(ValueError):
@@ -94,6 +103,10 @@ class DeadLetter:
         }
         if f.get(ERROR_TYPE):
             shown["error_type"] = f[ERROR_TYPE]
+        if f.get(record.REQUEST_ID):  # the X-Request-ID that sent it: its lines in every log
+            shown["request_id"] = f[record.REQUEST_ID]
+        if f.get(record.CLAIMS):
+            shown["claims"] = _payload(f[record.CLAIMS])
         if f.get(record.PAYLOAD_DIGEST):  # too large to keep: its size and SHA-1 only
             shown["payload_size"] = int(f.get(record.PAYLOAD_SIZE) or 0)
             shown["payload_digest"] = f[record.PAYLOAD_DIGEST]
@@ -185,29 +198,83 @@ class Replayed:
 
 
 def replay(gw: Gateway, letter: DeadLetter) -> Replayed:
-    """Accept the letter's command again, as a new command of the same user; then forget it."""
+    """Accept the letter's command again, as a new command of the same user, and forget the
+    letter, both in one transaction; NoSuchDeadLetter when it is gone (dropped, or replayed by
+    another operator), NotReplayed when it cannot be accepted (now)."""
     try:
         dead = record.dead_command(letter.fields)
     except record.PayloadNotKept as error:
         raise NotReplayed(f"{letter.name} cannot be replayed: {error}") from error
-    call = prepare(gw, dead.user, dead.op, dead.collection, dead.entity_id, dead.payload)
+    call = prepare(
+        gw,
+        dead.user,
+        dead.op,
+        dead.collection,
+        dead.entity_id,
+        dead.payload,
+        operator=dead.operator,
+        request_id=dead.request_id,
+        claims=dead.claims,
+    )
+    partition = partition_of(dead.collection, dead.entity_id, gw.settings.partitions)
+    if gw.keys.cluster and partition != letter.partition:  # one transaction reaches one slot
+        raise NotReplayed(
+            f"{letter.name} cannot be replayed on a Redis Cluster: PARTITIONS changed since it "
+            f"failed, and its command now goes to partition {partition}"
+        )
+    record_key = gw.keys.command(partition, call.command_id)
     try:
-        result = accept(gw, call)
+        result = answer(call, _accept_and_forget(gw, letter, call, record_key))
     except (TooManyPending, BacklogFull) as error:
         why = "the user is at MAX_PENDING_PER_USER" if isinstance(error, TooManyPending) else "backlog full"
         raise NotReplayed(f"{letter.name} not replayed ({why}); try again later") from error
-    gw.redis.xdel(gw.keys.dead(letter.partition), letter.entry_id)
     return Replayed(letter.name, result.command_id)
 
 
+def _accept_and_forget(gw: Gateway, letter: DeadLetter, call: AcceptCall, record_key: str) -> list[str]:
+    """The accept script's reply to `call`, run while the letter is still kept, with the letter
+    removed in the same MULTI if the command was accepted (its record, `record_key`, exists).
+    The partition's dead letters are WATCHed from the look that finds the letter to the EXEC: a
+    replay or drop of it in between (or any other change to them) voids the transaction, which
+    then looks again."""
+    dead_key = gw.keys.dead(letter.partition)
+    forget = scripts.dead_letter_replayed(
+        gw.keys, letter.partition, entry_id=letter.entry_id, command_record=record_key
+    )
+    for _ in range(REPLAY_TRIES):
+        with gw.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(dead_key)
+            if not pipe.xrange(dead_key, min=letter.entry_id, max=letter.entry_id):
+                raise NoSuchDeadLetter(f"no dead letter {letter.name}")
+            pipe.multi()
+            for each in (call.script, forget):  # EVAL, not EVALSHA: a NOSCRIPT would split them
+                # As a command: a cluster's pipeline refuses eval(); its MULTI runs in the one
+                # slot every key here is in, the letter's partition's.
+                script = gw.scripts.script(each.name).script
+                pipe.execute_command("EVAL", script, len(each.keys), *each.keys, *each.args)
+            try:
+                outcome, _ = pipe.execute()
+            except redis.WatchError:
+                continue
+        return outcome
+    raise NotReplayed(f"{letter.name} not replayed: its partition's dead letters kept changing; try again")
+
+
 def replay_all(gw: Gateway, filters: Filters) -> list[Replayed]:
-    """Replay every matching dead letter, oldest first. A failure stops there (raised): those
-    replayed before it are accepted and gone, the rest are kept."""
-    return [replay(gw, letter) for letter in matching(gw, filters)]
+    """Replay every matching dead letter, oldest first, but those another operator replayed or
+    dropped meanwhile. A failure stops there (raised): those replayed before it are accepted and
+    gone, the rest are kept."""
+    done = []
+    for letter in matching(gw, filters):
+        try:
+            done.append(replay(gw, letter))
+        except NoSuchDeadLetter:
+            continue
+    return done
 
 
 def drop(gw: Gateway, letter: DeadLetter) -> None:
-    """Forget the dead letter; NoSuchDeadLetter when another operator just did."""
+    """Forget the dead letter; NoSuchDeadLetter when another operator just did (or replayed it)."""
     if not gw.redis.xdel(gw.keys.dead(letter.partition), letter.entry_id):
         raise NoSuchDeadLetter(f"no dead letter {letter.name}")
 
@@ -222,3 +289,27 @@ def drop_all(gw: Gateway, filters: Filters) -> int:
         for start in range(0, len(ids), PAGE):
             dropped += gw.redis.xdel(gw.keys.dead(partition), *ids[start : start + PAGE])
     return dropped
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The dead letters an operator's replay or drop takes: one by its name, or (no name) every
+    one matching the filters."""
+
+    name: str | None = None
+    filters: Filters = Filters()
+
+
+def replay_chosen(gw: Gateway, chosen: Chosen) -> list[Replayed]:
+    """Replay the chosen dead letters (`replay`, `replay_all`)."""
+    if chosen.name is not None:
+        return [replay(gw, get(gw, chosen.name))]
+    return replay_all(gw, chosen.filters)
+
+
+def drop_chosen(gw: Gateway, chosen: Chosen) -> int:
+    """Drop the chosen dead letters (`drop`, `drop_all`); how many were."""
+    if chosen.name is not None:
+        drop(gw, get(gw, chosen.name))
+        return 1
+    return drop_all(gw, chosen.filters)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
-import uuid
 import zlib
 
 COMMAND_ID = re.compile(r"^(\d{1,4})-[A-Za-z0-9_-]{16}$")
@@ -29,7 +29,13 @@ def partition_of_command(command_id: str, partitions: int) -> int | None:
 
 
 def new_entity_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form: what `str(uuid.uuid4())` gives, in half
+    the time (no UUID object on the way)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def new_entity_in(collection: str, partition: int, partitions: int) -> str:

@@ -40,9 +40,21 @@ class Keys:
     def stats(self, partition: int) -> str:
         """Hash of the partition's counters for /metrics, kept for the life of the deployment:
         `acc|<collection>|<op>` accepted, `fin|<collection>|<op>|<status>` finished, `lat|<i>`
-        finished within latency bucket i (accept to finish), `lat_ms` their sum, `retries`,
-        `outages`. Written by the scripts and stages that count them, in the partition's slot."""
+        finished within latency bucket i (accept to finish), `lat_ms` their sum, `alat|<i>` and
+        `alat_us` the same of the accept step's latency, `retries`, `outages`. Written by the
+        scripts and stages that count them (gateway/stats.py)."""
         return f"{self.tag(partition)}:stats"
+
+    def web_processes(self) -> str:
+        """Set of the names of the web processes that report to `web_process` (a name whose
+        report expired is removed by the next report of any process)."""
+        return f"{self.prefix}:web"
+
+    def web_process(self, name: str) -> str:
+        """Hash of what one web process alone knows: `streams|<channel>`, its open notification
+        streams. Written every REPORT_SECONDS (gateway/process_report.py); expires soon after
+        the process stops reporting."""
+        return f"{self.prefix}:web:{name}"
 
     def dead_trimmed(self, partition: int) -> str:
         """Counter of the partition's dead letters trimmed to keep its stream under its share of
@@ -78,6 +90,15 @@ class Keys:
         request's fingerprint (`fp`). `digest` hashes the (user, key) pair, and so does the
         partition: a retry finds the record before it knows which entity it is about."""
         return f"{self.tag(partition)}:idem:{digest}"
+
+    def idempotency_keys(self, user: str, partition: int) -> str:
+        """List of the record keys of the user's Idempotency-Keys, newest first: accept.lua
+        deletes the records beyond IDEMPOTENCY_KEYS_PER_USER. Expires with the records. On a
+        cluster, one per user and partition of the records (accept.lua's or idempotency.lua's
+        call), holding the partition's share of the cap."""
+        if self.cluster:
+            return f"{self.tag(partition)}:idemkeys:{user}"
+        return f"{self.prefix}:idemkeys:{user}"
 
     def write_window(self, user_digest: str, window: int) -> str:
         """Counter of a user's writes in one rate-limit window (numbered since the epoch), counted

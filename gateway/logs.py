@@ -82,7 +82,7 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
-def configure(log_format: str, level: int = logging.INFO) -> None:
+def configure(log_format: str, level: int | str = logging.INFO) -> None:
     """Send every logger's lines to stderr in `log_format`, at `level` and above (the root
     logger's one handler; called once per process, again only to change the format)."""
     root = logging.getLogger()

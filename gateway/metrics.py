@@ -1,10 +1,12 @@
 """`GET /metrics`: the pipeline in Prometheus text format, for the whole deployment.
 
-Everything is read from Redis when the page is scraped, so whichever web process answers, the
-figures are the deployment's: the counters the pipeline keeps (gateway/stats.py), the backlog
-and the age of its oldest command from the partition streams, the dead letters kept, and the
-live worker processes from RQ's registry. A scrape costs a few round trips to Redis; the accept
-path pays one HINCRBY inside its script and nothing in Python.
+Everything is read from Redis when the page is scraped (gateway/pipeline_state.py, as `flask
+status` reads it), so whichever web process answers, the figures are the deployment's: the
+counters the pipeline keeps (gateway/stats.py), the backlog and the age of its oldest command
+from the partition streams, the dead letters kept, the live worker processes from RQ's
+registry, and what each web process reported of its own (gateway/process_report.py): its open
+notification streams and its accept latencies. A scrape costs two round trips to Redis; the
+accept path pays one HINCRBY inside its script and an in-memory count of its latency.
 
 With METRICS_TOKEN set, a scrape needs `Authorization: Bearer <METRICS_TOKEN>`.
 """
@@ -12,19 +14,18 @@ With METRICS_TOKEN set, a scrape needs `Authorization: Bearer <METRICS_TOKEN>`.
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from rq import Queue, Worker
 
+from gateway import pipeline_state
 from gateway.api.openapi import answer, describe, problem
 from gateway.context import Gateway
 from gateway.problems import Problem
-from gateway.redis_client import connect_queue
+from gateway.process_report import CHANNELS
 from gateway.stats import Totals
 
 bp = Blueprint("metrics", __name__)
@@ -37,51 +38,47 @@ class PipelineCollector(Collector):
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.queue = Queue(gw.keys.rq_queue(), connection=connect_queue(gw.settings))
 
     def collect(self) -> Iterator[Metric]:
-        partitions = range(self.gw.settings.partitions)
-        keys = self.gw.keys
-        pipe = self.gw.redis.pipeline(transaction=False)
-        for partition in partitions:
-            pipe.hgetall(keys.stats(partition))
-            pipe.xlen(keys.stream(partition))
-            pipe.xrange(keys.stream(partition), count=1)
-            pipe.xlen(keys.dead(partition))
-            pipe.get(keys.dead_trimmed(partition))
-        replies = pipe.execute()
-        now_ms = time.time() * 1000
-        stats, backlogs, oldest, dead, trimmed = (replies[i::5] for i in range(5))
-        totals = Totals.of(stats)
-        yield from _counters(totals)
+        state = pipeline_state.read(self.gw)
+        yield from _counters(state.totals)
         yield _gauge(
-            "gateway_backlog_commands", "Unfinished commands now (accepted, not yet finished).", sum(backlogs)
+            "gateway_backlog_commands", "Unfinished commands now (accepted, not yet finished).", state.backlog
         )
         by_partition = GaugeMetricFamily(
             "gateway_partition_backlog_commands",
             "Unfinished commands now, by partition.",
             labels=["partition"],
         )
-        for partition, backlog in zip(partitions, backlogs, strict=True):
-            by_partition.add_metric([str(partition)], backlog)
+        for partition in state.partitions:
+            by_partition.add_metric([str(partition.partition)], partition.backlog)
         yield by_partition
-        firsts = [int(entries[0][0].partition("-")[0]) for entries in oldest if entries]  # ids are ms-n
-        age = max(0.0, (now_ms - min(firsts)) / 1000) if firsts else 0.0
-        yield _gauge("gateway_oldest_pending_seconds", "Age of the oldest unfinished command.", age)
         yield _gauge(
-            "gateway_dead_letters", "Dead letters kept (failed commands, for replay or drop).", sum(dead)
+            "gateway_oldest_pending_seconds",
+            "Age of the oldest unfinished command.",
+            state.oldest_pending_seconds or 0.0,
+        )
+        yield _gauge(
+            "gateway_dead_letters",
+            "Dead letters kept (failed commands, for replay or drop).",
+            state.dead_letters,
         )
         yield CounterMetricFamily(
             "gateway_dead_letters_trimmed",
             "Dead letters dropped, oldest first, to keep under MAX_DEAD_LETTERS.",
-            value=sum(int(n or 0) for n in trimmed),
+            value=sum(p.dead_trimmed for p in state.partitions),
         )
         yield _gauge(
-            "gateway_workers", "Live worker processes (RQ's registry of the drain queue).", self._workers()
+            "gateway_workers", "Live worker processes (RQ's registry of the drain queue).", len(state.workers)
         )
-
-    def _workers(self) -> int:
-        return len(Worker.all(queue=self.queue))
+        streams = GaugeMetricFamily(
+            "gateway_notification_streams",
+            "Notification streams (WebSocket, SSE) open now, in every web process.",
+            labels=["channel"],
+        )
+        for channel in sorted({*CHANNELS, *state.open_streams}):
+            streams.add_metric([channel], state.open_streams[channel])
+        yield streams
 
 
 def _counters(totals: Totals) -> Iterator[Metric]:
@@ -104,6 +101,12 @@ def _counters(totals: Totals) -> Iterator[Metric]:
     )
     latency.add_metric([], totals.cumulative_latency(), totals.latency_sum_seconds)
     yield latency
+    accept_latency = HistogramMetricFamily(
+        "gateway_accept_latency_seconds",
+        "Time of the accept step (the write's one call to Redis) as the web processes measured it.",
+    )
+    accept_latency.add_metric([], totals.cumulative_accept_latency(), totals.accept_latency_sum_seconds)
+    yield accept_latency
     yield CounterMetricFamily(
         "gateway_retries", "Attempts scheduled again after a failure.", value=totals.retries
     )

@@ -2,10 +2,9 @@
 partition, what died, and the deployment's totals. `flask status` prints it; `/admin/api/status`
 answers it; `/admin` draws it.
 
-Read in three round trips, whatever the number of partitions: one pipeline of every
-partition's keys (and Redis's own clock, so that ages do not depend on this machine's), one of
-the RQ worker registry, and one of the dead letters (at most DEAD_LETTER_SCAN of them are
-grouped; `dead_letters.scanned` says how many were).
+Read as `/metrics` reads it (gateway/pipeline_state.py: one snapshot, on Redis's clock), and
+one more round trip for the dead letters (at most DEAD_LETTER_SCAN of them are grouped;
+`dead_letters.scanned` says how many were).
 
 The snapshot, as JSON::
 
@@ -32,14 +31,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import redis
-from rq import Worker
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
-
-from gateway import record
+from gateway import pipeline_state, record
 from gateway.context import Gateway
 from gateway.redis_client import RoundTrip
 from gateway.stats import Totals
@@ -53,69 +48,34 @@ ERROR_SHOWN_CHARS = 160
 
 def snapshot(gw: Gateway) -> dict[str, Any]:
     """The pipeline now, as the module docstring shows it."""
-    partitions = range(gw.settings.partitions)
-    trip = RoundTrip(gw.redis)
-    trip.command("TIME")
-    for p in partitions:
-        trip.command("XLEN", gw.keys.stream(p))
-        trip.command("XRANGE", gw.keys.stream(p), "-", "+", "COUNT", 1)
-        trip.command("GET", gw.keys.lease(p))
-        trip.command("PTTL", gw.keys.pause(p))
-        trip.command("XLEN", gw.keys.dead(p))
-        trip.command("HGETALL", gw.keys.stats(p))
-    replies = _checked(trip.send())
-    seconds, micros = replies[0]
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    rows: list[dict[str, Any]] = []
+    state = pipeline_state.read(gw)
     holders: dict[str, list[int]] = {}
-    hashes: list[dict[str, str]] = []
-    for p in partitions:
-        backlog, first, lease, pause_ms, dead, stats = replies[1 + 6 * p : 7 + 6 * p]
-        holder = lease.partition(":")[2] if lease else None
-        if holder:
-            holders.setdefault(holder, []).append(p)
-        rows.append(
-            {
-                "partition": p,
-                "backlog": backlog,
-                "oldest_pending_seconds": _age(first, now_ms),
-                "holder": holder,
-                "paused_seconds": max(pause_ms, 0) / 1000,
-                "dead_letters": dead,
-            }
-        )
-        hashes.append(stats)
-    live = set(live_workers(gw))
-    ages = [row["oldest_pending_seconds"] for row in rows if row["oldest_pending_seconds"] is not None]
+    for p in state.partitions:
+        if p.holder:
+            holders.setdefault(p.holder, []).append(p.partition)
+    live = set(state.workers)
     return {
-        "at": record.iso(now_ms),
-        "partitions": rows,
-        "backlog": sum(row["backlog"] for row in rows),
-        "oldest_pending_seconds": max(ages, default=None),
+        "at": record.iso(state.now_ms),
+        "partitions": [
+            {
+                "partition": p.partition,
+                "backlog": p.backlog,
+                "oldest_pending_seconds": p.oldest_pending_seconds(state.now_ms),
+                "holder": p.holder,
+                "paused_seconds": p.paused_ms / 1000,
+                "dead_letters": p.dead_letters,
+            }
+            for p in state.partitions
+        ],
+        "backlog": state.backlog,
+        "oldest_pending_seconds": state.oldest_pending_seconds,
         "workers": [{"name": name, "partitions": holders.get(name, [])} for name in sorted(live)],
         "leases_without_worker": [
             {"name": name, "partitions": held} for name, held in sorted(holders.items()) if name not in live
         ],
-        "dead_letters": dead_letter_summary(gw, sum(row["dead_letters"] for row in rows)),
-        "totals": _totals(Totals.of(hashes)),
+        "dead_letters": dead_letter_summary(gw, state.dead_letters),
+        "totals": _totals(state.totals),
     }
-
-
-def live_workers(gw: Gateway) -> list[str]:
-    """Names of the workers listening on the drain queue: RQ's registry, less the workers whose
-    key expired (a killed process stays in the registry until a live one cleans it)."""
-    members = sorted(gw.queue_redis.smembers(WORKERS_BY_QUEUE_KEY % gw.keys.rq_queue()))
-    if not members:
-        return []
-    pipe = gw.queue_redis.pipeline(transaction=False)
-    for key in members:
-        pipe.exists(key)
-    alive = pipe.execute()
-    return [
-        key.removeprefix(Worker.redis_worker_namespace_prefix)
-        for key, exists in zip(members, alive, strict=True)
-        if exists
-    ]
 
 
 def dead_letter_summary(gw: Gateway, total: int) -> dict[str, Any]:
@@ -129,7 +89,7 @@ def dead_letter_summary(gw: Gateway, total: int) -> dict[str, Any]:
         trip = RoundTrip(gw.redis)
         for p in range(partitions):
             trip.command("XREVRANGE", gw.keys.dead(p), "+", "-", "COUNT", each)
-        for entries in _checked(trip.send()):
+        for entries in pipeline_state.checked(trip.send()):
             for _, fields in entries:
                 scanned += 1
                 by_collection[fields.get(record.COLLECTION, "")] += 1
@@ -156,14 +116,6 @@ def error_kind(fields: Mapping[str, str]) -> str:
     return " ".join(text.split())[:ERROR_SHOWN_CHARS] or "(no error)"
 
 
-def _age(first: list[Any], now_ms: int) -> float | None:
-    """Seconds since the stream's first entry was added (its id starts with that time, in ms)."""
-    if not first:
-        return None
-    added_ms = int(first[0][0].partition("-")[0])
-    return max(now_ms - added_ms, 0) / 1000
-
-
 def _totals(totals: Totals) -> dict[str, int]:
     return {
         "accepted": sum(totals.accepted.values()),
@@ -172,14 +124,6 @@ def _totals(totals: Totals) -> dict[str, int]:
         "retries": totals.retries,
         "outages": totals.outages,
     }
-
-
-def _checked(replies: Iterable[Any]) -> list[Any]:
-    replies = list(replies)
-    for reply in replies:
-        if isinstance(reply, redis.RedisError):
-            raise reply
-    return replies
 
 
 def format_text(snap: Mapping[str, Any]) -> str:

@@ -40,6 +40,10 @@ ERROR = "err"
 ERROR_TYPE = "ety"  # the error's type (gateway.public_errors), once failed
 NEXT_ATTEMPT_AT = "nxt"  # ms: a pending command that failed is not tried again before this
 PAYLOAD = "pl"  # the document or merge patch as JSON, until the command finishes
+REQUEST_ID = "rid"  # the X-Request-ID of the request that sent it: the worker's lines name it
+# The token's claims carried to the store plugins and notifiers (gateway/claims.py), as JSON;
+# absent when none are carried.
+CLAIMS = "clm"
 FIELDS = (
     OP,
     COLLECTION,
@@ -54,12 +58,15 @@ FIELDS = (
     ERROR_TYPE,
     NEXT_ATTEMPT_AT,
     PAYLOAD,
+    REQUEST_ID,
+    CLAIMS,
 )
 
 # A partition stream entry's one field, and a dead letter's first: the command id.
 COMMAND_ID = "c"
 # A dead letter holds COMMAND_ID, the record's OP COLLECTION ENTITY_ID USER PAYLOAD, the store's
-# own ERROR text and the ERROR_TYPE, ATTEMPTS ACCEPTED_AT, and when it died (ms).
+# own ERROR text and the ERROR_TYPE, ATTEMPTS ACCEPTED_AT, when it died (ms), and the record's
+# REQUEST_ID, CLAIMS and OPERATOR when it has them (a replay is sent as the command was).
 DIED_AT = "at"
 # A payload larger than MAX_DEAD_LETTER_PAYLOAD_BYTES is not kept: PAYLOAD is '' and these say
 # what it was (its length in bytes, its SHA-1 in hex).
@@ -79,13 +86,28 @@ DEAD_LETTER_FIELDS = (
     ATTEMPTS,
     ACCEPTED_AT,
     DIED_AT,
+    REQUEST_ID,
+    CLAIMS,
+    OPERATOR,
 )
 
 PENDING, APPLIED, FAILED = "pending", "applied", "failed"
 STATUSES = (PENDING, APPLIED, FAILED)
 
 # What a drain job reads of each entry's record (HMGET, in this order).
-WORK_FIELDS = (OP, COLLECTION, ENTITY_ID, USER, ATTEMPTS, NEXT_ATTEMPT_AT, PAYLOAD, STATUS, OPERATOR)
+WORK_FIELDS = (
+    OP,
+    COLLECTION,
+    ENTITY_ID,
+    USER,
+    ATTEMPTS,
+    NEXT_ATTEMPT_AT,
+    PAYLOAD,
+    STATUS,
+    OPERATOR,
+    REQUEST_ID,
+    CLAIMS,
+)
 
 
 def now_ms() -> int:
@@ -110,6 +132,11 @@ def decode_payload(raw: str | None) -> Document | None:
     return orjson.loads(raw) if raw else None
 
 
+def decode_claims(raw: str | None) -> dict[str, Any]:
+    """The claims a record or dead letter carries; empty when it carries none."""
+    return orjson.loads(raw) if raw else {}
+
+
 def new(
     op: Op,
     collection: str,
@@ -118,26 +145,33 @@ def new(
     payload: Document | None,
     now: int,
     operator: bool = False,
+    request_id: str = "",
+    claims: bytes | str = b"",
 ) -> list[Any]:
-    """A new pending record, as HSET's field/value pairs."""
+    """A new pending record, as HSET's field/value pairs; `claims` as JSON (gateway/claims.py)."""
     fields: list[Any] = [OP, op, COLLECTION, collection, ENTITY_ID, entity_id, USER, user]
     if operator:
         fields += [OPERATOR, 1]  # only then: two fields less per pending command otherwise
     fields += [STATUS, PENDING, ATTEMPTS, 0, ACCEPTED_AT, now]
     if payload is not None:
         fields += [PAYLOAD, encode_payload(payload)]
+    if request_id:
+        fields += [REQUEST_ID, request_id]
+    if claims:
+        fields += [CLAIMS, claims]
     return fields
 
 
 @dataclass(frozen=True)
 class Work:
     """A pending command as a drain job needs it: the command for the store, its owner, the
-    attempts made and when it is due (ms)."""
+    attempts made, when it is due (ms), and the request that sent it ('' when unknown)."""
 
     command: Command
     user: str
     attempts: int
     due_ms: int
+    request_id: str = ""
 
 
 def work(
@@ -155,12 +189,18 @@ def work(
         collection=record[COLLECTION],  # type: ignore[arg-type]
         entity_id=record[ENTITY_ID],  # type: ignore[arg-type]
         payload=decode_payload(record.get(PAYLOAD)),
-        access=collections.access(record[COLLECTION] or "", record[USER] or "", record.get(OPERATOR) == "1")
+        access=collections.access(
+            record[COLLECTION] or "",
+            record[USER] or "",
+            record.get(OPERATOR) == "1",
+            decode_claims(record.get(CLAIMS)),
+        )
         if collections is not None
         else None,
     )
     attempts, due = int(record[ATTEMPTS] or 0), int(record[NEXT_ATTEMPT_AT] or 0)
-    return Work(command=command, user=record[USER] or "", attempts=attempts, due_ms=due)
+    user, request_id = record[USER] or "", record.get(REQUEST_ID) or ""
+    return Work(command=command, user=user, attempts=attempts, due_ms=due, request_id=request_id)
 
 
 def status_of(gw: Gateway, user: str, command_id: str) -> dict[str, Any] | None:
@@ -195,13 +235,17 @@ def status(command_id: str, record: Mapping[str, str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DeadCommand:
-    """What a dead letter says of its command: enough to accept it again."""
+    """What a dead letter says of its command: enough to accept it again (as its user, with
+    the claims it carried, traced by its first request's id)."""
 
     user: str
     op: Op
     collection: str
     entity_id: str
     payload: Document | None
+    request_id: str = ""
+    claims: str = ""  # as JSON, as the record kept them
+    operator: bool = False
 
 
 class PayloadNotKept(ValueError):
@@ -219,4 +263,7 @@ def dead_command(fields: Mapping[str, str]) -> DeadCommand:
         collection=fields[COLLECTION],
         entity_id=fields[ENTITY_ID],
         payload=decode_payload(fields.get(PAYLOAD)),
+        request_id=fields.get(REQUEST_ID) or "",
+        claims=fields.get(CLAIMS) or "",
+        operator=fields.get(OPERATOR) == "1",
     )

@@ -152,14 +152,23 @@ class RoundTrip:
     scripts go out as EVALSHA, and one that Redis lost (a restart, SCRIPT FLUSH) is loaded again
     and its calls sent again: NOSCRIPT means that call did nothing.
 
+    The calls are written on a pooled connection and their replies read back by the client's
+    own parser (its reply callbacks, its retry policy on a lost connection): what redis-py's
+    pipeline does, less its per-send bookkeeping (a pipeline object, its observability
+    records and command stack), which cost an accepted write more than the write's own checks.
+    On a Redis Cluster the calls go out in one pipeline of the cluster client, each to its node.
+
     With `wait`, a WAIT follows the calls on the connection that sent them (on a Redis Cluster,
     one pipeline per master the calls go to), and when too few replicas acknowledged, every
     call's reply is a `ReplicasBehind` error instead.
     """
 
-    def __init__(self, client: redis.Redis, wait: ReplicaWait | None = None) -> None:
+    def __init__(self, client: redis.Redis, wait: ReplicaWait | None = None, connection: Any = None) -> None:
+        """`connection`: one of the client's pool that the caller holds for itself (one sender
+        at a time; one Redis only); by default each send takes one from the pool and gives it back."""
         self._client = client
         self._wait = wait if wait and wait.replicas > 0 else None
+        self._connection = connection
         self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
 
     def command(self, *args: Any) -> None:
@@ -188,7 +197,8 @@ class RoundTrip:
 
     def _pipeline_once(self, indexes: Sequence[int]) -> list[Any]:
         if not is_cluster(self._client):
-            return self._send(self._client, indexes, self._wait)
+            commands = [self._calls[i][1] for i in indexes]
+            return _waited(self._direct(commands + _wait_command(self._wait)), self._wait)
         cluster = cast(RedisCluster, self._client)
         nodes = [cluster.nodes_manager.get_node_from_slot(_slot(cluster, self._calls[i][1])) for i in indexes]
         if self._wait is None:
@@ -213,20 +223,53 @@ class RoundTrip:
             cluster.nodes_manager.initialize()
         return [replies[i] for i in indexes]
 
+    def _direct(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """`commands` written on one connection of a plain Redis at once, their replies read."""
+        pool = self._client.connection_pool
+        connection = self._connection or pool.get_connection()
+        try:
+            if self._connection is not None:
+                _ready(connection)
+            return cast(
+                list[Any],
+                connection.retry.call_with_retry(
+                    lambda: _exchange(self._client, connection, commands),
+                    lambda error: connection.disconnect(),
+                ),
+            )
+        except BaseException:
+            connection.disconnect()  # replies may be left unread on it: it connects afresh
+            raise
+        finally:
+            if self._connection is None:
+                pool.release(connection)
+
     def _send(
         self, client: redis.Redis, indexes: Sequence[int], wait: ReplicaWait | None = None
     ) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for i in indexes:
             pipe.execute_command(*self._calls[i][1])
-        if wait is None:
-            return pipe.execute(raise_on_error=False)
-        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
-        *replies, acknowledged = pipe.execute(raise_on_error=False)
-        if isinstance(acknowledged, int) and acknowledged >= wait.replicas:
-            return replies
-        behind = ReplicasBehind(f"{acknowledged} of {wait.replicas} replicas acknowledged in time")
-        return [reply if isinstance(reply, Exception) else behind for reply in replies]
+        for command in _wait_command(wait):
+            pipe.execute_command(*command)
+        return _waited(pipe.execute(raise_on_error=False), wait)
+
+
+def _wait_command(wait: ReplicaWait | None) -> list[tuple[Any, ...]]:
+    """The WAIT to send after the calls, if any."""
+    return [] if wait is None else [("WAIT", wait.replicas, wait.timeout_ms)]
+
+
+def _waited(replies: list[Any], wait: ReplicaWait | None) -> list[Any]:
+    """The calls' replies, less the WAIT's at their end: each a `ReplicasBehind` error (an
+    error a call got stays) when too few replicas acknowledged them in time."""
+    if wait is None:
+        return replies
+    *replies, acknowledged = replies
+    if isinstance(acknowledged, int) and acknowledged >= wait.replicas:
+        return replies
+    behind = ReplicasBehind(f"{acknowledged} of {wait.replicas} replicas acknowledged in time")
+    return [reply if isinstance(reply, Exception) else behind for reply in replies]
 
 
 # On a Redis Cluster one XREAD cannot wait on streams of several slots: `read_streams` looks
@@ -262,6 +305,30 @@ def _first_stream(reply: Any) -> list[Any]:
     if isinstance(reply, dict):
         return list(next(iter(reply.items())))
     return list(reply[0])
+
+
+def _ready(connection: Any) -> None:
+    """Check a held connection as the pool checks one it hands out: one with something to read
+    (the server closed it, as after a Redis restart) is connected again before it is used."""
+    try:
+        connection.connect()
+        if connection.can_read():
+            raise redis.ConnectionError("Connection has data")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        connection.disconnect()
+        connection.connect()
+
+
+def _exchange(client: redis.Redis, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Write `commands` on `connection` at once and read their replies, an error in its place."""
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for command in commands:
+        try:
+            replies.append(client.parse_response(connection, command[0]))
+        except redis.ResponseError as error:
+            replies.append(error)
+    return replies
 
 
 class Outage:

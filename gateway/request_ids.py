@@ -14,7 +14,7 @@ VALID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what routers send; anything
 
 
 def _assign() -> None:
-    given = request.headers.get(HEADER)
+    given = request.environ.get("HTTP_X_REQUEST_ID")  # the header, as WSGI names it
     g.request_id = given if given and VALID.fullmatch(given) else os.urandom(8).hex()
 
 

@@ -9,13 +9,20 @@ well-formed name is a managed collection of policy `owner`, which a store keeps 
 or collection of its own making. A collection with a schema takes only documents that the schema
 accepts. Declarations and schemas are read, checked and compiled once, when the process starts;
 a bad one stops the start.
+
+A document is first checked by jsonschema-rs (compiled Rust, ~0.05 ms for 10,000 values where
+`jsonschema` takes 30-70 ms, while every other connection of the gevent process waits); only a
+document it refuses is checked again by `jsonschema`, whose messages and paths the API answers
+with, as before. A schema jsonschema-rs cannot compile is checked by `jsonschema` alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -43,6 +50,7 @@ class Collections:
         self.names = names
         self.validators = validators
         self.declarations = declarations or {}
+        self.fast = {name: fast for name, v in validators.items() if (fast := _fast(v.schema)) is not None}
 
     @classmethod
     def from_settings(cls, settings: Settings, plugged: dict[str, str] | None = None) -> Collections:
@@ -76,17 +84,24 @@ class Collections:
         """The collection's declaration; an undeclared one's (policy owner, store-made only)."""
         return self.declarations.get(name, UNDECLARED)
 
-    def access(self, collection: str, user: str, operator: bool) -> Access:
-        """What a store is told of a read or write of `collection` by `user`."""
+    def access(
+        self, collection: str, user: str, operator: bool, claims: Mapping[str, Any] | None = None
+    ) -> Access:
+        """What a store is told of a read or write of `collection` by `user` (and the claims
+        carried with it, gateway/claims.py)."""
         found = self.declarations.get(collection)
+        claims = claims if claims is not None else {}
         if found is None:
-            return Access(user, operator, "owner", None, declared=False)
-        return Access(user, operator, found.policy, found.owner_field)
+            return Access(user, operator, "owner", None, declared=False, claims=claims)
+        return Access(user, operator, found.policy, found.owner_field, claims=claims)
 
     def errors(self, collection: str, document: dict[str, Any]) -> list[dict[str, str]]:
         """What the collection's schema finds wrong with `document` (none without a schema)."""
         validator = self.validators.get(collection)
         if validator is None:
+            return []
+        fast = self.fast.get(collection)
+        if fast is not None and fast.is_valid(document):
             return []
         found = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
         return [_error(e) for e in found[:MAX_ERRORS]]
@@ -112,6 +127,15 @@ def load_schemas(folder: Path) -> tuple[dict[str, Draft202012Validator], dict[st
             raise ValueError(f'SCHEMAS_DIR: {path.name}: x-policy must be a string such as "shared"')
         policies[path.stem] = policy
     return validators, policies
+
+
+def _fast(schema: Any) -> jsonschema_rs.Validator | None:
+    """The schema compiled by jsonschema-rs, formats as annotations as `jsonschema` takes them;
+    None when it cannot compile it."""
+    try:
+        return jsonschema_rs.Draft202012Validator(schema, validate_formats=False)
+    except Exception:  # noqa: BLE001 - any schema it cannot take is left to `jsonschema`
+        return None
 
 
 def _error(error: ValidationError) -> dict[str, str]:

@@ -37,6 +37,7 @@ NAMES = (
     "lease_acquire",
     "lease_renew",
     "lease_release",
+    "dead_letter_replayed",
 )
 
 
@@ -69,12 +70,13 @@ class Scripts:
 
 @dataclass(frozen=True)
 class Quotas:
-    """The accept script's quotas: a user's unfinished commands and all unfinished commands (0:
-    no limit), how long an idle user's pending set is kept, and the partitions whose streams'
-    lengths make the backlog when it is recounted."""
+    """The accept script's quotas: a user's unfinished commands, all unfinished commands and the
+    user's Idempotency-Key records (0: no limit), how long an idle user's pending set is kept,
+    and the partitions whose streams' lengths make the backlog when it is recounted."""
 
     max_pending_per_user: int = 0
     max_backlog: int = 0
+    idempotency_keys_per_user: int = 0
     pending_ttl_seconds: int = 7 * 24 * 3600
     partitions: int = 1
 
@@ -85,6 +87,13 @@ class Quotas:
         if not cluster:
             return self.max_pending_per_user, self.max_backlog, self.partitions
         return share(self.max_pending_per_user, self.partitions), share(self.max_backlog, self.partitions), ""
+
+    def keys_kept(self, cluster: bool) -> int:
+        """The Idempotency-Key records one list keeps: the user's on one Redis; on a cluster,
+        where each partition keeps the user's records it holds, the partition's share."""
+        if not cluster:
+            return self.idempotency_keys_per_user
+        return share(self.idempotency_keys_per_user, self.partitions)
 
 
 def share(limit: int, partitions: int) -> int:
@@ -117,9 +126,9 @@ def accept(
     writes per window, 0 for none) and the `quotas` of `user` (none: not counted against any),
     and count it under `stats_field` of the partition's stats. KEYS: record, stream, key record,
     the two counters (an unused key repeats the record), the user's pending set, the backlog
-    counter, stats. ARGV: command id, fingerprint, entity id, key record TTL, limit, previous
-    window's weight, counter TTL, the two quotas, now, pending set TTL, key prefix, partitions,
-    stats field, then the record's pairs."""
+    counter, stats, the user's key records list. ARGV: command id, fingerprint, entity id, key
+    record TTL, limit, previous window's weight, counter TTL, the two quotas, now, pending set
+    TTL, key prefix, partitions, stats field, key records kept, then the record's pairs."""
     record_key = keys.command(partition, command_id)
     current, previous = write_counters or (record_key, record_key)
     quotas = quotas or Quotas()
@@ -135,6 +144,7 @@ def accept(
             keys.pending(user, partition),
             keys.backlog(partition),
             keys.stats(partition),
+            keys.idempotency_keys(user, partition) if idempotency_record else record_key,
         ],
         [
             command_id,
@@ -151,6 +161,7 @@ def accept(
             keys.prefix,
             recount,
             stats_field,
+            quotas.keys_kept(keys.cluster),
             *record,
         ],
     )
@@ -166,13 +177,20 @@ def idempotency(
     fingerprint: str,
     entity_id: str,
     ttl_seconds: int,
+    user: str,
+    keys_kept: int,
 ) -> ScriptCall:
     """idempotency.lua (a Redis Cluster's keyed accept whose key record is in another slot than
     the command): `mode` 'reserve', 'confirm' or 'release' the record `digest` names in
-    `partition` for `command_id`. KEYS: the record. ARGV: mode, command id, fingerprint, entity
-    id, TTL."""
+    `partition` for `command_id`; a reserved record joins `user`'s list of key records in that
+    partition, which keeps `keys_kept` (0: all). KEYS: the record, the list. ARGV: mode, command
+    id, fingerprint, entity id, TTL, records kept."""
     record = keys.idempotency(partition, digest)
-    return ScriptCall("idempotency", [record], [mode, command_id, fingerprint, entity_id, ttl_seconds])
+    return ScriptCall(
+        "idempotency",
+        [record, keys.idempotency_keys(user, partition)],
+        [mode, command_id, fingerprint, entity_id, ttl_seconds, keys_kept],
+    )
 
 
 @dataclass(frozen=True)
@@ -308,3 +326,10 @@ def lease_release(keys: Keys, partition: int, *, token: str) -> ScriptCall:
     """lease_release.lua: drop the lease if it is still `token`'s (1), else 0. KEYS: lease.
     ARGV: token."""
     return ScriptCall("lease_release", [keys.lease(partition)], [token])
+
+
+def dead_letter_replayed(keys: Keys, partition: int, *, entry_id: str, command_record: str) -> ScriptCall:
+    """dead_letter_replayed.lua: remove the dead letter `entry_id` of the partition if the
+    command accepted again in the same transaction has its record (`command_record`): 1, else 0.
+    KEYS: dead letters, the record. ARGV: entry id."""
+    return ScriptCall("dead_letter_replayed", [keys.dead(partition), command_record], [entry_id])

@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from plugins.conformance_access import OwnershipConformance
+from plugins.conformance_refusals import RefusalConformance
 from plugins.store import Command, Document, Op, Outcome, Rejected, Store
 
 
@@ -70,9 +71,10 @@ def walk(store: Store, collection: str, limit: int) -> list[list[Document]]:
     return [page.items for page in pages]
 
 
-class StoreConformance(OwnershipConformance):
+class StoreConformance(OwnershipConformance, RefusalConformance):
     """The store contract, as tests; subclasses provide the `store` fixture. The ownership tests
-    (`plugins.conformance_access`) are part of it."""
+    (`plugins.conformance_access`) and those of refusals on re-delivery
+    (`plugins.conformance_refusals`) are part of it."""
 
     @pytest.fixture
     def store(self) -> Store:

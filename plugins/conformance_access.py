@@ -3,7 +3,9 @@
 A collection with policy `owner` has its writes checked where they are applied: the store records
 the owner of a document its command creates, refuses another user's write with `Forbidden` (as
 the command's outcome, changing nothing), and shows a reader only the documents it owns. A store
-that ignores `Command.access` or the `access` of `get` and `list` fails these tests.
+that ignores `Command.access` or the `access` of `get` and `list` fails these tests. The claims
+an `Access` carries (`Access.claims`) are for a store's own rules: they change nothing of the
+above, and never end up in a document.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ ALICE = Access("alice")
 BOB = Access("bob")
 ADMIN = Access("root", operator=True)
 SHARED_BOB = Access("bob", policy="shared")
+CLAIMED_ALICE = Access("alice", claims={"plan": "pro", "roles": ["editor"], "tenant": {"id": 7}})
+CLAIMED_BOB = Access("bob", claims={"plan": "pro", "roles": ["admin"]})  # roles are not `operator`
 
 
 def write(
@@ -114,3 +118,18 @@ class OwnershipConformance:
         store.apply(batch)
         assert store.apply(batch) == [None, None]
         assert store.get(owned, "a", ALICE) == {"v": 2}
+
+    def test_claims_travel_with_a_command_and_stay_out_of_its_document(
+        self, store: Store, owned: str
+    ) -> None:
+        command = write(1, "create", owned, "a", {"v": 1}, CLAIMED_ALICE)
+        assert (command.user, command.claims["plan"]) == ("alice", "pro")
+        assert store.apply([command]) == [None]
+        assert store.get(owned, "a", CLAIMED_ALICE) == {"v": 1}
+        assert store.list(owned, 10, None, CLAIMED_ALICE).items == [{"v": 1, "id": "a"}]
+        assert store.get(owned, "a", ALICE) == {"v": 1}  # the owner is the user, whatever the claims
+        # A claim that looks like a role decides nothing: only `Access.operator` makes an operator.
+        [outcome] = store.apply([write(2, "patch", owned, "a", {"v": 2}, CLAIMED_BOB)])
+        assert forbidden(outcome)
+        assert store.get(owned, "a", CLAIMED_BOB) is None
+        assert store.get(owned, "a") == {"v": 1}

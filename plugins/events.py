@@ -9,7 +9,9 @@ Flask nor the gateway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -30,12 +32,21 @@ class Event:
     status: str  # applied or failed
     error: str | None  # a public message, never a store's own text
     error_type: str | None = None  # forbidden, conflict, not_found, invalid, store_error, ...
+    # The context of the command, for a notifier's own rules and logs; never sent to the user.
+    # `claims`: the claims of the owner's token carried with the command (`COMMAND_CLAIMS`, the
+    # roles claim; empty when none are); `request_id`: the X-Request-ID that sent it, or None.
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    request_id: str | None = field(default=None, compare=False)
 
     @classmethod
-    def from_log(cls, event_id: str, user: str, body: str) -> Event:
-        """The event from its id, its owner and the JSON `finish.lua` wrote (field `e`)."""
+    def from_log(
+        cls, event_id: str, user: str, body: str, *, claims: str | None = None, request_id: str | None = None
+    ) -> Event:
+        """The event from its id, its owner and the JSON `finish.lua` wrote (field `e`), with
+        its context as the outbox entry holds it (`clm`: the claims as JSON, `rid`)."""
         data = orjson.loads(body)
-        return cls(event_id, user, *(data.get(name) for name in FIELDS))
+        context: dict[str, Any] = {"claims": orjson.loads(claims) if claims else {}, "request_id": request_id}
+        return cls(event_id, user, *(data.get(name) for name in FIELDS), **context)
 
     @property
     def order(self) -> tuple[int, int]:

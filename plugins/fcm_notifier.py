@@ -6,6 +6,8 @@ event whose owner has a device (`NotifierServices.enqueue`); a worker process ru
 which sends the event as a data message to each of the owner's devices through firebase-admin
 (never from a web request, never on the apply path), and drops the tokens FCM calls dead. It
 uses only the plugin contract and the services the worker hands it.
+
+firebase-admin is imported only when FCM is on (about 120 ms and 12 MB a process otherwise).
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import firebase_admin
-from firebase_admin import credentials, exceptions, messaging
+from typing import TYPE_CHECKING, Any
 
 from plugins.hookspecs import hookimpl
 from plugins.notifier import Event, Job, Notifier, NotifierServices
 from settings import Settings
+
+if TYPE_CHECKING:
+    import firebase_admin
 
 log = logging.getLogger("gateway.fcm")
 
@@ -33,13 +35,14 @@ HTTP_TIMEOUT_SECONDS = 10  # per FCM call; firebase-admin retries 500 and 503 it
 JOB_TIMEOUT_SECONDS = 120
 ERROR_BYTES = 1024  # of the event's error text in a push; ids and names take at most ~1.3 KB more
 FAILED_JOB_TTL_SECONDS = 24 * 3600  # failed sends stay visible in RQ's failed registry a day
-# FCM's answers meaning the token will never work again. INVALID_ARGUMENT also covers a bad
-# message, but the messages sent here are fixed and valid, so it can only be the token.
-DEAD_TOKEN_ERRORS = (
-    messaging.UnregisteredError,
-    messaging.SenderIdMismatchError,
-    exceptions.InvalidArgumentError,
-)
+
+
+def dead_token_errors() -> tuple[type[Exception], ...]:
+    """FCM's answers meaning the token will never work again. INVALID_ARGUMENT also covers a bad
+    message, but the messages sent here are fixed and valid, so it can only be the token."""
+    from firebase_admin import exceptions, messaging
+
+    return (messaging.UnregisteredError, messaging.SenderIdMismatchError, exceptions.InvalidArgumentError)
 
 
 class PushFailed(RuntimeError):
@@ -93,6 +96,8 @@ def send_push(services: NotifierServices, user: str, event: dict[str, str | None
     # FCM refuses a data payload over 4 KB as INVALID_ARGUMENT, which reads as a dead token:
     # keep the one free-form field, the error, well inside it (the app can fetch the status).
     data["error"] = data.get("error", "").encode()[:ERROR_BYTES].decode(errors="ignore")
+    from firebase_admin import messaging
+
     with warnings.catch_warnings():
         # The contract registers FCM registration tokens, which the FCM v1 API still takes;
         # firebase-admin 7.7 deprecates them in favour of installation IDs (`fids`).
@@ -103,7 +108,7 @@ def send_push(services: NotifierServices, user: str, event: dict[str, str | None
     for token, response in zip(tokens, batch.responses, strict=True):
         if response.success:
             continue
-        if isinstance(response.exception, DEAD_TOKEN_ERRORS):
+        if isinstance(response.exception, dead_token_errors()):
             registry.drop(user, token)
             dead.append(token)
         else:
@@ -135,6 +140,9 @@ _apps_lock = threading.Lock()
 
 def firebase_app(value: str) -> firebase_admin.App:
     """The firebase-admin app of these credentials, made once per process (it caches its token)."""
+    import firebase_admin
+    from firebase_admin import credentials
+
     with _apps_lock:
         app = _apps.get(value)
         if app is None:

@@ -50,4 +50,7 @@ def authorize(
     `claims`; None or True to leave the decision to the others. Called by the web process
     after the collection's policy allowed the request: for a write at accept with its
     `document` (the body, or the merge patch; None for a delete), for a read with the stored
-    document (None for a list). It can only refuse, never allow what the policy refuses."""
+    document (None for a list). It can only refuse, never allow what the policy refuses.
+    `claims` are all the token's (an operator's roles in the JWT_ROLES_CLAIM claim); a rule that
+    must run where the write is applied belongs in a store, which gets the claims carried with
+    each command (`plugins.store.Access.claims`)."""

@@ -2,10 +2,11 @@
 
 Each collection is a MongoDB collection of the same name in the URL's database (default
 `gateway`); a document is stored as it is, with the entity id as `_id` and the gateway's
-bookkeeping in one field `_gw`: `{"seq": <last applied command's sequence>}`. A deleted entity
-stays as a tombstone `{"_id", "_gw": {"seq", "deleted": true, "at"}}`, so that the sequence
-outlives the document and a late re-delivery of an older command cannot bring it back. Reads
-skip tombstones; `_id` and `_gw` are reserved field names.
+bookkeeping in one field `_gw`: `{"seq": <last applied command's sequence>}`, with the refusals
+kept for a re-delivery (`plugins.mongo_form`). A deleted entity stays as a tombstone `{"_id",
+"_gw": {"seq", "deleted": true, "at"}}`, so that the sequence outlives the document and a late
+re-delivery of an older command cannot bring it back. Reads skip tombstones; `_id` and `_gw`
+are reserved field names.
 
 How the guarantees hold:
 
@@ -26,24 +27,26 @@ How the guarantees hold:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
-
-import bson
-import pymongo
-from bson.errors import BSONError
-from pymongo import InsertOne, ReplaceOne
-from pymongo.client_session import ClientSession
-from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
+from plugins.mongo_form import (
+    REFUSED_CODES,
+    STORE_FIELDS,
+    check_encodable,
+    document_of,
+    dollar_keys,
+    refusals_of,
+    seq_of,
+    stored_form,
+    unchanged,
+)
 from plugins.mongo_owners import META, owner_indexes, owner_of, readable, stored_meta
 from plugins.names import is_well_formed
 from plugins.store import (
@@ -62,11 +65,15 @@ from plugins.store import (
 )
 from settings import Settings
 
+if TYPE_CHECKING:  # pymongo is imported when the store is first used (MONGO_URL set)
+    import pymongo
+    from pymongo import InsertOne, ReplaceOne
+    from pymongo.client_session import ClientSession
+    from pymongo.collection import Collection
+
 log = logging.getLogger("gateway.mongo_store")
 
-STORE_FIELDS = frozenset({"_id", META})  # no document of the API may hold them
 DEFAULT_DATABASE = "gateway"  # when MONGO_URL names none
-MAX_BSON_BYTES = 16 * 1024 * 1024  # MongoDB's limit on one document
 DUPLICATE_KEY = 11000
 CONFLICT_ROUNDS = 5  # re-plans of entities whose write lost a race, before the batch fails
 LIVE = {f"{META}.deleted": {"$ne": True}}  # not a tombstone
@@ -126,6 +133,8 @@ class MongoStore(Store):
         }
         given = {name.lower() for name in parse_qs(urlsplit(self.url).query)}
         options = {k: v for k, v in options.items() if k.lower() not in given}  # the URL's win
+        import pymongo
+
         return pymongo.MongoClient(self.url, tz_aware=True, **options)
 
     @functools.cached_property
@@ -140,6 +149,8 @@ class MongoStore(Store):
     def transactions(self) -> bool:
         """Whether batches run in multi-document transactions (replica set or mongos)."""
         if self._transactions is None:
+            from pymongo.errors import OperationFailure
+
             with self._translated():
                 try:
                     hello = self.client.admin.command("hello")
@@ -156,7 +167,7 @@ class MongoStore(Store):
         for name in document:
             if name in STORE_FIELDS:
                 errors.append({"field": name, "message": "is reserved by the MongoDB store"})
-        for path in _dollar_keys(document):
+        for path in dollar_keys(document):
             errors.append({"field": path, "message": "a MongoDB field name cannot start with '$'"})
         return errors
 
@@ -223,6 +234,8 @@ class MongoStore(Store):
         self, collection: str, commands: Sequence[Command], indexes: list[int], session: ClientSession | None
     ) -> Plan:
         """Fold the commands at `indexes` into the stored state: outcomes and writes."""
+        from pymongo import InsertOne, ReplaceOne
+
         plan = Plan(collection)
         if not is_well_formed(collection):
             plan.outcomes = {i: f"{collection!r} is not a collection name" for i in indexes}
@@ -230,21 +243,25 @@ class MongoStore(Store):
         ids = sorted({commands[i].entity_id for i in indexes})
         found = self._collection(collection).find({"_id": {"$in": ids}}, session=session)
         stored = {d["_id"]: d for d in found}
-        seqs = {entity: _seq(document) for entity, document in stored.items()}
-        documents = {entity: _document(document) for entity, document in stored.items()}
+        seqs = {entity: seq_of(document) for entity, document in stored.items()}
+        documents = {entity: document_of(document) for entity, document in stored.items()}
         access = commands[indexes[0]].access  # one collection: one policy, one owner field
         owners = {entity: owner_of(document, access) for entity, document in stored.items()}
         batch = [commands[i] for i in indexes]
-        folded = fold(batch, seqs, documents, self._apply_valid, owners)
+        refusals = {entity: refusals_of(document) for entity, document in stored.items()}
+        folded = fold(batch, seqs, documents, self._apply_valid, owners, refusals)
         plan.outcomes = dict(zip(indexes, folded.outcomes, strict=True))
-        plan.seqs = folded.seqs
+        plan.seqs = {**{e: seqs.get(e, -1) for e in folded.refusals}, **folded.seqs}
         owned = access is not None and access.owned and access.owner_field is None
-        for entity, document in folded.documents.items():
-            owner = folded.owners.get(entity) if owned else stored_meta(stored.get(entity)).get("owner")
-            body = _stored_form(entity, plan.seqs[entity], document, owner)
-            _check_encodable(collection, entity, body)
+        for entity in plan.seqs:  # changed: a document, or only the refusals it keeps
+            document = folded.documents[entity] if entity in folded.documents else documents.get(entity)
+            kept = stored_meta(stored.get(entity)).get("owner")
+            owner = folded.owners.get(entity) if owned and entity in folded.documents else kept
+            refused = folded.refusals.get(entity, refusals.get(entity))
+            body = stored_form(entity, plan.seqs[entity], document, owner, refused)
+            check_encodable(collection, entity, body)
             if entity in stored:
-                plan.writes.append(ReplaceOne({"_id": entity, **_unchanged(stored[entity])}, body))
+                plan.writes.append(ReplaceOne({"_id": entity, **unchanged(stored[entity])}, body))
             else:
                 plan.writes.append(InsertOne(body))
         return plan
@@ -264,6 +281,9 @@ class MongoStore(Store):
 
     def _write(self, plan: Plan, session: ClientSession | None) -> None:
         """One unordered bulk write; raise Conflict naming the entities whose write lost a race."""
+        from pymongo import ReplaceOne
+        from pymongo.errors import BulkWriteError
+
         if not plan.writes:
             return
         collection = self._collection(plan.collection)
@@ -281,13 +301,15 @@ class MongoStore(Store):
         if session is not None:
             raise Conflict(set(plan.seqs))  # the transaction is void: everything is planned again
         written = collection.find({"_id": {"$in": list(plan.seqs)}}, {META: 1}, session=session)
-        now = {d["_id"]: _seq(d) for d in written}
+        now = {d["_id"]: seq_of(d) for d in written}
         lost = {entity for entity, seq in plan.seqs.items() if now.get(entity) != seq}
         raise Conflict(lost)
 
     @contextlib.contextmanager
     def _translated(self, *, writing: bool = False) -> Iterator[None]:
         """StoreUnavailable for an unreachable server; Rejected for a document it refuses."""
+        from pymongo.errors import ConnectionFailure, OperationFailure
+
         try:
             yield
         except ConnectionFailure as error:
@@ -304,7 +326,7 @@ class MongoStore(Store):
             return None
         with self._translated():
             found = self._collection(collection).find_one({"_id": entity_id, **LIVE, **readable(access)})
-        return _document(found)
+        return document_of(found)
 
     def list(self, collection: str, limit: int, cursor: str | None, access: Access | None = None) -> Page:
         return list_page(functools.partial(self._fetch_page, access=access), collection, limit, cursor)
@@ -318,9 +340,11 @@ class MongoStore(Store):
         query = {"_id": {"$gt": after} if after is not None else {"$gte": ""}, **LIVE, **readable(access)}
         with self._translated():
             found = self._collection(collection).find(query).sort("_id", 1).limit(count)
-            return [(d["_id"], _document(d)) for d in found]  # type: ignore[misc]
+            return [(d["_id"], document_of(d)) for d in found]  # type: ignore[misc]
 
     def ping(self) -> None:
+        from pymongo.errors import PyMongoError
+
         with self._translated():
             try:
                 self.client.admin.command("ping")
@@ -336,64 +360,7 @@ class MongoStore(Store):
             self.client.close()
 
 
-# Server error codes of a document MongoDB will never take: BadValue, a document too large
-# (BSONObjectTooLarge, and its form in a bulk write), bad field names, nesting past 100 levels.
-REFUSED_CODES = frozenset({2, 10334, 17419, 52, 56, 57, 15})
-
-
-def _seq(stored: Document | None) -> int:
-    """The sequence of the last command applied to a stored document (-1: none, or not ours)."""
-    if stored is None or not isinstance(stored.get(META), dict):
-        return -1
-    return int(stored[META].get("seq", -1))
-
-
-def _document(stored: Document | None) -> Document | None:
-    """The entity's document, without the store's fields; None when absent or deleted."""
-    if stored is None or (isinstance(stored.get(META), dict) and stored[META].get("deleted")):
-        return None
-    return {k: v for k, v in stored.items() if k not in STORE_FIELDS}
-
-
-def _stored_form(entity_id: str, seq: int, document: Document | None, owner: str | None = None) -> Document:
-    if document is None:
-        return {"_id": entity_id, META: {"seq": seq, "deleted": True, "at": dt.datetime.now(dt.UTC)}}
-    meta: Document = {"seq": seq} if owner is None else {"seq": seq, "owner": owner}
-    return {"_id": entity_id, META: meta, **document}
-
-
-def _unchanged(stored: Document) -> Document:
-    """The condition that the stored document is still the one read: same sequence, or (a
-    document written by someone else) still without one."""
-    if isinstance(stored.get(META), dict) and "seq" in stored[META]:
-        return {f"{META}.seq": stored[META]["seq"]}
-    return {f"{META}.seq": {"$exists": False}}
-
-
-def _check_encodable(collection: str, entity_id: str, body: Document) -> None:
-    """Raise Rejected for a document BSON cannot hold (lone surrogates, integers past 64 bits,
-    NUL in a key) or MongoDB will not take (over 16 MiB): before anything is written."""
-    try:
-        size = len(bson.encode(body))
-    except (BSONError, ValueError, OverflowError) as error:  # UnicodeError is a ValueError
-        raise Rejected(f"{collection}/{entity_id} cannot be stored in MongoDB: {error}") from error
-    if size > MAX_BSON_BYTES:
-        raise Rejected(f"{collection}/{entity_id} is larger than MongoDB's 16 MiB document limit")
-
-
-def _dollar_keys(value: Any, path: str = "") -> Iterable[str]:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if str(key).startswith("$"):
-                yield where
-            yield from _dollar_keys(inner, where)
-    elif isinstance(value, list):
-        for position, inner in enumerate(value):
-            yield from _dollar_keys(inner, f"{path}[{position}]")
-
-
 @hookimpl
 def register_stores(settings: Settings) -> list[Store]:
-    """The `mongo` store, when MONGO_URL is set."""
+    """The `mongo` store, when MONGO_URL is set (pymongo is imported on its first use only)."""
     return [MongoStore(settings.mongo_url)] if settings.mongo_url else []

@@ -12,6 +12,8 @@ everywhere; the ledger's entity ids use the same column type.
 
 from __future__ import annotations
 
+import hashlib
+
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import mysql, postgresql
@@ -30,9 +32,19 @@ JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 OWNER = "owner"  # the owner column of a managed table
 
 
+INDEX_SUFFIX = "_owner_ix"
+KEPT_WHOLE = 48  # a table name up to this long names its index as it is (the name kept since v1)
+
+
 def owner_index(table: str) -> str:
-    """The name of a managed table's (owner, id) index, within every database's identifier limit."""
-    return f"{table[:48]}_owner_ix"
+    """The name of a managed table's (owner, id) index, within every database's identifier limit
+    (63). Index names share one namespace per database (SQLite) or schema (PostgreSQL), so a
+    longer table name is cut and told apart by a hash of the whole name: two tables that agree on
+    their first characters still get an index each."""
+    if len(table) <= KEPT_WHOLE:
+        return f"{table}{INDEX_SUFFIX}"
+    digest = hashlib.blake2b(table.encode(), digest_size=4).hexdigest()
+    return f"{table[: KEPT_WHOLE - len(digest) - 1]}_{digest}{INDEX_SUFFIX}"
 
 
 def document_table(collection: str) -> sa.Table:

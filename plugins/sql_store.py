@@ -2,9 +2,9 @@
 
 Each collection is a table: a team's own (`plugins.sql_tables`), or one of JSON documents
 (`id`, `doc`) created on first write (`plugins.sql_documents`), on an engine set up for
-concurrent writers (`plugins.sql_engine`). A ledger table keeps, per entity, the sequence of the
-last command applied: the store's idempotency and fencing record, written in the same
-transaction as the documents.
+concurrent writers (`plugins.sql_engine`). A ledger keeps, per entity, the sequence of the last
+command applied and the refusals a re-delivery must get again (`plugins.sql_ledger`): the
+store's idempotency and fencing record, written in the same transaction as the documents.
 
 Ids compare and sort by code point on every database (PostgreSQL's `C` collation, MariaDB's
 binary one), so that a list walks the same order everywhere. MariaDB refuses JSON nested 32 or
@@ -30,8 +30,9 @@ from plugins.hookspecs import hookimpl
 from plugins.ledger import by_collection, fold
 from plugins.lookups import BoundedDict, BoundedLookups
 from plugins.names import is_well_formed
-from plugins.sql_documents import OWNER, DocumentTable, EntityId, create_table, document_table
+from plugins.sql_documents import OWNER, DocumentTable, create_table, document_table
 from plugins.sql_engine import duplicate_key, json_checked_columns, make_engine, mysql_code
+from plugins.sql_ledger import SqlLedger
 from plugins.sql_names import Uncreatable, uncreatable
 from plugins.sql_tables import MappedTable
 from plugins.store import (
@@ -53,9 +54,6 @@ from settings import Settings
 log = logging.getLogger("gateway.sql_store")
 
 T = TypeVar("T")
-
-LEDGER = "_gateway_applied"  # no collection can take this name: collections start with a letter
-
 
 # MySQL/MariaDB error codes of a document the database refuses: a failed CHECK (MariaDB's JSON
 # column checks JSON_VALID, which refuses nesting of 32 levels or more), invalid JSON text and too
@@ -91,13 +89,7 @@ class SqlStore(Store):
         self.engine = make_engine(url)
         self.writer = self.engine.execution_options(writer=True)  # SQLite: take the write lock first
         self.metadata = sa.MetaData()
-        self.ledger = sa.Table(
-            LEDGER,
-            self.metadata,
-            sa.Column("collection", sa.String(63), primary_key=True),
-            sa.Column("entity_id", EntityId, primary_key=True),
-            sa.Column("seq", sa.BigInteger, nullable=False),
-        )
+        self.ledger = SqlLedger(self.metadata)
         # Collections whose table exists, found once; those without one: when that was seen,
         # and why the database cannot create it, if it cannot.
         self._layouts: BoundedDict[str, Layout] = BoundedDict(KNOWN_TABLES)
@@ -110,7 +102,7 @@ class SqlStore(Store):
 
     def setup(self) -> None:
         with self._translated():
-            self._retried(lambda: create_table(self.writer, self.ledger))
+            self._retried(lambda: self.ledger.create(self.writer))
         self._ledger_ready = True
 
     def _layout(self, collection: str) -> Layout | None:
@@ -245,44 +237,19 @@ class SqlStore(Store):
     def _apply_collection(self, conn: Connection, layout: Layout, batch: list[Command]) -> list[Outcome]:
         collection = batch[0].collection
         ids = sorted({c.entity_id for c in batch})
-        ledger = self.ledger
-        seqs: dict[str, int] = dict(
-            conn.execute(
-                sa.select(ledger.c.entity_id, ledger.c.seq)
-                .where(ledger.c.collection == collection, ledger.c.entity_id.in_(ids))
-                .with_for_update()
-            ).all()
-        )
+        seqs, refusals = self.ledger.read(conn, collection, ids)
         access = batch[0].access  # one collection: one policy, one owner column
         refused = sql_owners.refusal(layout, access)
         if refused:
             return [Rejected(refused, "forbidden") for _ in batch]
         before, owners = sql_owners.read_owned(conn, layout, ids, access)
-        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout), owners)
+        folded = fold(batch, seqs, before, functools.partial(_apply_to_table, layout), owners, refusals)
         if isinstance(layout, DocumentTable):
             layout.write(conn, before, folded.documents, folded.owners if access and access.owned else None)
         else:
             layout.write(conn, before, folded.documents)
-        self._write_ledger(conn, collection, seqs, folded.seqs)
+        self.ledger.write(conn, collection, seqs, refusals, folded)
         return folded.outcomes
-
-    def _write_ledger(
-        self, conn: Connection, collection: str, seqs: dict[str, int], applied: dict[str, int]
-    ) -> None:
-        ledger = self.ledger
-        inserts = [
-            {"collection": collection, "entity_id": k, "seq": v} for k, v in applied.items() if k not in seqs
-        ]
-        updates = [{"_id": k, "seq": v} for k, v in applied.items() if k in seqs]
-        if inserts:
-            conn.execute(ledger.insert(), inserts)
-        if updates:
-            conn.execute(
-                ledger.update().where(
-                    ledger.c.collection == collection, ledger.c.entity_id == sa.bindparam("_id")
-                ),
-                updates,
-            )
 
     @contextlib.contextmanager
     def _translated(self, *, writing: bool = False) -> Iterator[None]:

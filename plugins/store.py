@@ -7,6 +7,9 @@ A store applies commands that the gateway has already accepted and validated. It
 - Re-applying is harmless. Each command carries `seq`, its acceptance order; a store keeps, per
   entity, the `seq` of the last command it applied and skips any command whose `seq` is not
   greater. A re-delivered command, or a late one from a worker that lost its lease, is a no-op.
+- A refusal is answered again: a store keeps, with its ledger, the refusals of the commands it
+  refused (`plugins.ledger`), so that a batch delivered again after its commit gets each refused
+  command's refusal again, not "applied before".
 - Unreachable is not wrong: raise `StoreUnavailable` when the backend cannot be reached; the
   gateway then waits and retries without counting an attempt against the command.
 - Refused is final: raise `Rejected` when the backend refuses a document (PostgreSQL's jsonb
@@ -17,6 +20,11 @@ A store applies commands that the gateway has already accepted and validated. It
   write to an existing document, in the same transaction as the write and the ledger, so that no
   race slips past. `get` and `list` with an `Access` of policy `owner` show only the user's own
   documents (an operator's: every one). `Command.owner_after` holds the rule.
+- Claims are for a store's own rules. `Access.claims` holds the claims of the sender's token that
+  the deployment carries with each command (COMMAND_CLAIMS and the roles claim, read back from
+  the command's record however late it is applied); a store may refuse a write on them
+  (`Forbidden`, as the command's outcome, in its transaction), never stores them in a document,
+  and takes no claim for operator rights: `Access.operator` alone grants those.
 
 `plugins.conformance.StoreConformance` holds the tests every store passes.
 """
@@ -25,8 +33,8 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from plugins.merge_patch import merge_patch
@@ -76,6 +84,10 @@ class Access:
       None: the store's own place (a managed table's owner column, a document's hidden field).
     - `declared`: False for a collection that no declaration names (development only): a store
       may then use only a table or collection of its own making, never one it merely finds.
+    - `claims`: the claims of the user's token that the deployment carries with each command
+      (`COMMAND_CLAIMS`, and always the roles claim `JWT_ROLES_CLAIM` names), for a store's own
+      rules; empty when none are carried (open dev mode, a trusted caller, a token without
+      them). Whether the user is an operator is `operator`, already decided from the roles.
     """
 
     user: str
@@ -83,6 +95,7 @@ class Access:
     policy: Policy = "owner"
     owner_field: str | None = None
     declared: bool = True
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def owned(self) -> bool:
@@ -110,6 +123,16 @@ class Command:
     entity_id: str
     payload: Document | None  # the document (create, replace), the merge patch, or None (delete)
     access: Access | None = None  # who sent it; None: a trusted caller, no owner recorded or checked
+
+    @property
+    def user(self) -> str | None:
+        """The user who sent the command; None for a trusted caller."""
+        return self.access.user if self.access is not None else None
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The claims of the sender's token carried with the command (`Access.claims`)."""
+        return self.access.claims if self.access is not None else {}
 
     def owner_after(self, current: Document | None, owner: str | None) -> str | None:
         """The entity's owner after this command, given its document and owner before.
@@ -181,8 +204,9 @@ class Store(abc.ABC):
         """Apply `commands`, in order, atomically; one outcome per command, in the same order.
 
         A command that `Command.apply_to` or `Command.owner_after` rejects changes nothing and
-        gets the `Rejected` as outcome; the others still commit. A command whose `seq` is not
-        greater than the last one applied to its entity is skipped, with outcome None. Any
+        gets the `Rejected` as outcome; the others still commit. A command refused before (a
+        re-delivery) gets its kept refusal again; any other whose `seq` is not greater than the
+        last one applied to its entity is skipped, with outcome None. Any
         exception means nothing was committed: `StoreUnavailable` (unreachable), `Rejected`
         (a document refused), or any other.
         """

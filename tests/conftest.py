@@ -24,6 +24,7 @@ import pytest
 from app import create_app
 from gateway.redis_client import disconnect
 from tests.support import ROOT, cluster, services
+from tests.support import browser as chromium
 from tests.support.api import SECRET, RedisKeys
 from tests.support.notify import KEEPALIVE_SECONDS, LiveServer
 from tests.support.web import Gunicorn
@@ -226,3 +227,9 @@ def start_web(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable
         server.stop()
         print(f"--- {server.log_path.name} ---")
         print(server.log()[-3000:])
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the suite's browser tests (tests/support/browser.py)."""
+    yield from chromium.launch()

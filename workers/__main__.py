@@ -83,7 +83,7 @@ def main() -> None:
     # is held that a SIGTERM should wait for: it ends the process at once, cleanly.
     signal.signal(signal.SIGTERM, _exit_now)
     settings = load()
-    logs.configure(logs.format_for(settings.log_format, settings.app_env))
+    logs.configure(logs.format_for(settings.log_format, settings.app_env), settings.log_level)
     rt = runtime.Runtime(settings)
     runtime.install(rt)
     logging.getLogger("rq.worker").addFilter(RedisOutageFilter(rt.redis_outage))

@@ -7,6 +7,9 @@ command's result goes to the outcome stage (workers/outcome.py), which records i
 
 When a batch fails, its commands are applied one by one, so that a bad command fails alone:
 - a command the store refuses (`Rejected`, or a refusal in `apply`'s outcomes) fails for good;
+  when the store raised (nothing committed, so its ledger keeps no trace of the refusal), the
+  later commands of its entity wait for the next pass: committed before the failure is
+  recorded, they would make a re-delivery of it look applied before (`plugins.ledger`);
 - any other error, while the store still answers a ping, means the command waits for a retry,
   and the later commands of its entity are held back behind it (order), not the others';
 - a store that cannot be reached (`StoreUnavailable`, or an error and then a failed ping)
@@ -15,7 +18,6 @@ When a batch fails, its commands are applied one by one, so that a bad command f
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +27,6 @@ from gateway.public_errors import type_of
 from gateway.stores import StoreRouter
 from plugins.store import ErrorType, Outcome, Rejected, Store, StoreUnavailable
 from workers.stream import Entry
-
-log = logging.getLogger("gateway.drain")
 
 Kind = Literal["applied", "failed", "retry", "unavailable"]
 
@@ -39,11 +39,12 @@ class Result:
     kind: Kind
     error: str = ""
     error_type: ErrorType = "store_error"
+    raised: bool = False  # refused by an exception: the store committed nothing, kept no trace
 
 
-def refused(outcome: Outcome | Rejected) -> Result:
-    """The result of a command the store refused."""
-    return Result("failed", str(outcome), type_of(outcome))
+def refused(outcome: Outcome | Rejected, *, raised: bool = False) -> Result:
+    """The result of a command the store refused (`raised`: by an exception)."""
+    return Result("failed", str(outcome), type_of(outcome), raised)
 
 
 def apply_ready(stores: StoreRouter, ready: list[Entry]) -> dict[Entry, Result]:
@@ -67,15 +68,14 @@ def apply_batch(store: Store, entries: list[Entry]) -> dict[Entry, Result]:
         return {e: Result("unavailable", describe(error)) for e in entries}
     except Rejected as error:
         if len(entries) == 1:
-            return {entries[0]: refused(error)}
+            return {entries[0]: refused(error, raised=True)}
         return _apply_one_by_one(store, entries)
     except BaseTimeoutException:
         raise  # RQ's job timeout: the job ends, the entries stay pending for the next one
     except Exception as error:  # noqa: BLE001 - any store error is the command's or the store's
         if not _reachable(store):
             return {e: Result("unavailable", describe(error)) for e in entries}
-        if len(entries) == 1:
-            log.info("command %s failed: %s", entries[0].command.command_id, describe(error))
+        if len(entries) == 1:  # logged once its retry is recorded (workers/outcome.py)
             return {entries[0]: Result("retry", describe(error))}
         return _apply_one_by_one(store, entries)
     return {
@@ -94,7 +94,7 @@ def _apply_one_by_one(store: Store, entries: list[Entry]) -> dict[Entry, Result]
         if result.kind == "unavailable":
             results.update({e: result for e in entries[index:] if e.entity not in blocked})
             break
-        if result.kind == "retry":
+        if result.kind == "retry" or result.raised:
             blocked.add(entry.entity)
         results[entry] = result
     return results

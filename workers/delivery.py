@@ -21,6 +21,7 @@ import time
 
 import redis
 
+from gateway import record
 from gateway.redis_client import Outage, connect
 from plugins.events import Event
 from plugins.notifier import Notifier
@@ -101,7 +102,8 @@ class NotifierThread(threading.Thread):
         if not fields:
             return None  # trimmed from the outbox while it was pending
         try:
-            return Event.from_log(fields["i"], fields["u"], fields["e"])
+            context = {"claims": fields.get(record.CLAIMS), "request_id": fields.get(record.REQUEST_ID)}
+            return Event.from_log(fields["i"], fields["u"], fields["e"], **context)
         except (KeyError, ValueError):
             log.error("notifier %s: outbox entry %s is not an event; skipped", self.notifier.name, entry_id)
             return None

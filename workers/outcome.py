@@ -9,12 +9,15 @@
   (the count of consecutive outages is kept OUTAGE_MEMORY_SECONDS), and no attempt is counted.
 
 Both scripts are refused once the lease is lost: the partition's next holder does it again.
+Each retry and each dead letter is logged once, after its script succeeded (a line per command:
+its id, collection, error type and the X-Request-ID that sent it); an applied command is a
+debug line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway import record, scripts
@@ -45,6 +48,10 @@ class Decisions:
     retries: list[scripts.Retry] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
     outage: bool = False
+    # What to log once written: each finished command and its result (None: applied), in the
+    # order of `finished`, and each retried one with its result.
+    finished_results: list[tuple[Entry, Result | None]] = field(default_factory=list)
+    retried_results: list[tuple[Entry, Result]] = field(default_factory=list)
 
 
 def decide(results: Mapping[Entry, Result], settings: Settings, now: int) -> Decisions:
@@ -56,13 +63,16 @@ def decide(results: Mapping[Entry, Result], settings: Settings, now: int) -> Dec
             decisions.outage = True
         elif result.kind == "applied":
             decisions.finished.append(_finished(entry, record.APPLIED, None))
+            decisions.finished_results.append((entry, None))
         elif result.kind == "failed" or attempts >= settings.max_attempts:
             decisions.finished.append(_finished(entry, record.FAILED, result))
+            decisions.finished_results.append((entry, result))
         else:
             due = now + backoff_ms(settings, attempts)
             # The record shows users the public message; the store's text is in the log.
             error = message(result.error_type)
             decisions.retries.append(scripts.Retry(entry.command.command_id, attempts, due, error))
+            decisions.retried_results.append((entry, result))
             decisions.waits.append(due)
     return decisions
 
@@ -73,11 +83,66 @@ def _finished(entry: Entry, status: str, result: Result | None) -> scripts.Finis
     command_id, attempts = entry.command.command_id, entry.attempts + 1
     if result is None:
         return scripts.Finished(entry.entry_id, command_id, entry.user, status, "", attempts)
-    log.info("command %s failed (%s): %s", command_id, result.error_type, result.error)
     public = message(result.error_type)
     return scripts.Finished(
         entry.entry_id, command_id, entry.user, status, public, attempts, result.error_type, result.error
     )
+
+
+def log_finished(entry: Entry, result: Result | None) -> None:
+    """A finished command's line: a warning for a dead letter (refused by the store, or out of
+    attempts), a debug line for an applied one."""
+    command = entry.command
+    if result is None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "command %s on %s applied", command.command_id, command.collection, extra=_context(entry)
+            )
+        return
+    how = "refused by the store" if result.kind == "failed" else f"failed {entry.attempts + 1} times"
+    log.warning(
+        "command %s on %s %s (%s), dead-lettered: %s",
+        command.command_id,
+        command.collection,
+        how,
+        result.error_type,
+        result.error,
+        extra=_context(entry, result),
+    )
+
+
+def log_retried(entry: Entry, result: Result, settings: Settings) -> None:
+    """A failed attempt's line, for a command that will be tried again."""
+    attempts = entry.attempts + 1
+    log.info(
+        "command %s on %s failed (%s), attempt %d of %d, tried again in %d ms: %s",
+        entry.command.command_id,
+        entry.command.collection,
+        result.error_type,
+        attempts,
+        settings.max_attempts,
+        backoff_ms(settings, attempts),
+        result.error,
+        extra=_context(entry, result),
+    )
+
+
+def _context(entry: Entry, result: Result | None = None) -> dict[str, object]:
+    """A command's line's context (gateway/logs.py): its ids and user, and as JSON fields its
+    collection, entity, attempts and error type."""
+    fields: dict[str, object] = {
+        "collection": entry.command.collection,
+        "entity_id": entry.command.entity_id,
+        "attempts": entry.attempts + 1,
+    }
+    if result is not None:
+        fields["error_type"] = result.error_type
+    return {
+        "command_id": entry.command.command_id,
+        "request_id": entry.request_id or None,
+        "user": entry.user,
+        "fields": fields,
+    }
 
 
 def backoff_ms(settings: Settings, attempt: int) -> int:
@@ -116,10 +181,12 @@ class Outcomes:
         retry. True when anything finished or was scheduled again."""
         now = record.now_ms()
         decisions = decide(results, self.gw.settings, now)
-        if decisions.finished and not self._finish(decisions.finished, now):
+        if decisions.finished and not self._finish(decisions, now):
             return False
         if decisions.retries and not self._retry(decisions.retries):
             return False
+        for entry, retried in decisions.retried_results:
+            log_retried(entry, retried, self.gw.settings)
         waits = waits + decisions.waits
         if waits:
             self.gw.redis.set(self.gw.keys.wait(self.partition), 1, px=max(1, min(waits) - now))
@@ -132,9 +199,12 @@ class Outcomes:
             self.outages_cleared = True
         return bool(decisions.finished or decisions.retries) and not decisions.outage
 
-    def _finish(self, finished: list[scripts.Finished], now: int) -> bool:
+    def _finish(self, decisions: Decisions, now: int) -> bool:
+        """Finish the commands chunk by chunk, logging each chunk's once it is written."""
         settings = self.gw.settings
-        for chunk in _chunks(finished, FINISH_CHUNK):
+        finished = decisions.finished
+        for start in range(0, len(finished), FINISH_CHUNK):
+            chunk = finished[start : start + FINISH_CHUNK]
             call = scripts.finish(
                 self.gw.keys,
                 self.partition,
@@ -169,6 +239,8 @@ class Outcomes:
                     reply[1],
                     settings.max_dead_letters,
                 )
+            for entry, result in decisions.finished_results[start : start + FINISH_CHUNK]:
+                log_finished(entry, result)
         if self.gw.keys.cluster:  # the events wait in the partition's outbox: to their owners now
             relay(self.gw, self.partition)
         self.applied += sum(1 for command in finished if command.status == record.APPLIED)
@@ -182,8 +254,3 @@ class Outcomes:
             return False
         self.gw.redis.hincrby(self.gw.keys.stats(self.partition), "retries", len(retries))
         return True
-
-
-def _chunks(items: list[scripts.Finished], size: int) -> Iterator[list[scripts.Finished]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -46,6 +46,7 @@ class Entry:
     command: Command
     user: str
     attempts: int  # attempts made before this one
+    request_id: str = ""  # the X-Request-ID of the request that sent it, for log lines
 
     @property
     def entity(self) -> tuple[str, str]:
@@ -199,7 +200,7 @@ class PartitionStream:
             if work is None:
                 orphans.append(entry_id)  # deleted entry, or its record is gone or finished
                 continue
-            entry = Entry(entry_id=entry_id, command=work.command, user=work.user, attempts=work.attempts)
+            entry = Entry(entry_id, work.command, work.user, work.attempts, work.request_id)
             entries.append((entry, work.due_ms))
         return entries, orphans
 

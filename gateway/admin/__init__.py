@@ -152,6 +152,8 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
         "attempts": {"type": "integer"},
         "accepted_at": {"type": ["string", "null"]},
         "failed_at": {"type": ["string", "null"]},
+        "request_id": {"type": "string", "description": "the X-Request-ID of the request that sent it"},
+        "claims": {"type": "object", "description": "the token claims carried with it (COMMAND_CLAIMS)"},
     },
 }
 FILTERS: dict[str, dict[str, Any]] = {
@@ -199,6 +201,11 @@ def _filters(values: Any) -> letters.Filters:
         error=values.get("error") or None,
         since_ms=letters.parse_since(values.get("since") or None),
     )
+
+
+def _chosen(body: dict[str, Any]) -> letters.Chosen:
+    """The dead letters a replay or drop body names: one, or all matching its filters."""
+    return letters.Chosen(body.get("dead_letter"), _filters(body))
 
 
 @bp.get("/status")
@@ -331,11 +338,7 @@ def _action() -> dict[str, Any]:
     auth=True,
 )
 def replay() -> Response:
-    body, gw = _action(), gateway()
-    if "dead_letter" in body:
-        done = [letters.replay(gw, letters.get(gw, body["dead_letter"]))]
-    else:
-        done = letters.replay_all(gw, _filters(body))
+    done = letters.replay_chosen(gateway(), _chosen(_action()))
     return json_response({"replayed": [one.shown() for one in done]})
 
 
@@ -356,11 +359,7 @@ def replay() -> Response:
     auth=True,
 )
 def drop() -> Response:
-    body, gw = _action(), gateway()
-    if "dead_letter" in body:
-        letters.drop(gw, letters.get(gw, body["dead_letter"]))
-        return json_response({"dropped": 1})
-    return json_response({"dropped": letters.drop_all(gw, _filters(body))})
+    return json_response({"dropped": letters.drop_chosen(gateway(), _chosen(_action()))})
 
 
 @bp.get("/commands/<command_id>")

@@ -200,10 +200,14 @@ async function refreshDeadLetters() {
   $("#replay-all").disabled = $("#drop-all").disabled = answer.matching === 0;
   const rows = answer.dead_letters.map((d) => {
     const row = element("tr", undefined, { "data-dead-letter": d.dead_letter, "data-collection": d.collection });
+    if (d.request_id) row.dataset.requestId = d.request_id; // to find its lines in the logs
     const error = d.error_type ? `${d.error_type}: ${d.error || ""}` : d.error;
-    for (const value of [d.failed_at, d.collection, d.op, d.entity_id, d.user, error, d.attempts]) {
-      row.append(element("td", value, value === error ? { class: "error", title: JSON.stringify(d.payload) } : {}));
-    }
+    const cells = [d.failed_at, d.collection, d.op, d.entity_id, d.user, error, d.attempts];
+    cells.forEach((value, index) => {
+      const attributes = value === error ? { class: "error", title: JSON.stringify(d.payload) } : {};
+      if (index === 0 && d.request_id) attributes.title = `request ${d.request_id}`;
+      row.append(element("td", value, attributes));
+    });
     const actions = element("td");
     const replay = element("button", "Replay", { type: "button", class: "replay" });
     replay.addEventListener("click", () => act("replay", { dead_letter: d.dead_letter }));

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
 from werkzeug.urls import iri_to_uri
 
+from gateway import claims
 from gateway.auth import identity_of
 from gateway.context import Gateway
 from gateway.problems import Problem
@@ -18,6 +20,8 @@ from gateway.tokens import Identity
 from gateway.validation import BodyLimits, check_entity_id, unknown_collection
 from plugins.names import COLLECTION_NAME, RESERVED
 from plugins.store import Access, Document
+
+log = logging.getLogger("gateway.api")
 
 
 class CollectionConverter(BaseConverter):
@@ -68,10 +72,37 @@ def check_collection_exists(name: str) -> str:
     return name
 
 
+def carried_claims() -> dict[str, Any]:
+    """The caller's claims that travel with a command or read to the store (gateway/claims.py),
+    picked once per request; 431 when they are too large to carry."""
+    kept = g.get("carried_claims")
+    if kept is None:
+        kept = claims.carried(current_identity().claims, claims.carried_names(gateway().settings))
+        try:
+            g.carried_claims_json = claims.encode(kept)
+        except claims.ClaimsTooLarge as error:
+            log.warning("write refused: %s", error)
+            raise Problem(
+                431,
+                "Request Header Fields Too Large",
+                f"The bearer token's claims carried with each command take more than "
+                f"{claims.MAX_CLAIMS_BYTES} bytes (COMMAND_CLAIMS, the roles claim).",
+                slug="claims-too-large",
+            ) from error
+        g.carried_claims = kept
+    return kept
+
+
+def carried_claims_json() -> bytes:
+    """`carried_claims()` as the command's record keeps them (b'' for none)."""
+    carried_claims()
+    return g.carried_claims_json
+
+
 def access_of(collection: str) -> Access:
     """What the collection's store is told of this request's caller."""
     identity = current_identity()
-    return collections().access(collection, identity.user, identity.operator)
+    return collections().access(collection, identity.user, identity.operator, carried_claims())
 
 
 def check_authorized(action: str, collection: str, entity_id: str | None, document: Document | None) -> None:
@@ -105,7 +136,13 @@ class JsonAnswer(Response):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JsonAnswer(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+    # The Content-Type given as a header: werkzeug then neither works it out from a mimetype
+    # nor sets it again (half the cost of building the answer).
+    pairs = [JSON_CONTENT_TYPE, *headers.items()] if headers else [JSON_CONTENT_TYPE]
+    return JsonAnswer(orjson.dumps(body), status=status, headers=pairs)
+
+
+JSON_CONTENT_TYPE = ("Content-Type", "application/json")
 
 
 @functools.lru_cache(maxsize=64)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from gateway import request_ids
 from gateway.accept import (
     BacklogFull,
     Idempotency,
@@ -24,6 +25,7 @@ from gateway.access import may_write_at_once
 from gateway.api import (
     authenticate,
     body_limits,
+    carried_claims_json,
     check_authorized,
     check_collection_exists,
     check_target,
@@ -123,6 +125,8 @@ def _accepted(
             idempotency=_idempotency(sent),
             limit=limits.write_limit(),
             operator=identity.operator,
+            request_id=request_ids.current() or "",
+            claims=carried_claims_json(),
         )
         result = accept(gw, call)
     except RateLimited as error:
@@ -191,13 +195,14 @@ def _check_document(op: Op, collection: str, entity_id: str, document: Document)
     applied are not part of it). The store's own `validate` gets the body (or the patch) as sent.
     """
     store = gateway().stores.for_collection(collection)
+    known = collections()
     schema_errors: list[dict[str, str]] = []
-    if collection in collections().validators:
+    if collection in known.validators:
         result = document
         if op == "patch":
             result = merge_patch(store.get(collection, entity_id) or {}, document)
-        schema_errors = collections().errors(collection, {**result, "id": entity_id})
-    owner_field = collections().declaration(collection).owner_field
+        schema_errors = known.errors(collection, {**result, "id": entity_id})
+    owner_field = known.declaration(collection).owner_field
     if owner_field is not None:  # the store fills a declared owner column, whatever the body says
         document = {**document, owner_field: current_user()}
     errors = schema_errors + _store_errors(store, collection, op, document)
@@ -242,7 +247,7 @@ DOCUMENT = {
     "properties": {"id": entity_id_schema("the entity id; without it the server makes one (a UUID)")},
 }
 SAME_ID = entity_id_schema("if present, the id in the URL")
-ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "503")
+ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "431", "503")
 
 
 @bp.post("/<collection:collection>")
@@ -303,7 +308,7 @@ def patch(collection: str, entity_id: str) -> Response:
 
 
 @bp.delete("/<collection:collection>/<entity_id>")
-@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "503")))
+@describe(**_write("Delete a document (202)", None, ("400", "403", "404", "422", "431", "503")))
 def delete(collection: str, entity_id: str) -> Response:
     check_target(collection, entity_id)
     _check_write("delete", collection, entity_id, None)

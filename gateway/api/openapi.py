@@ -110,12 +110,16 @@ BODY_LIMITS = (
     "A JSON object of at most MAX_BODY_BYTES, nested at most MAX_JSON_DEPTH levels deep, with at "
     "most MAX_JSON_MEMBERS members (object members and array elements) in all, and integers within 64 bits."
 )
+CLAIMS_TOO_LARGE = (
+    "The token's claims carried with each command (COMMAND_CLAIMS, the roles claim) exceed 2 KiB."
+)
 WRITE_PROBLEMS = {
     "400": problem("The body is not JSON, or the Idempotency-Key is malformed."),
     "403": problem("The collection is read-only (operators excepted), or a plugin's rule refuses the write."),
     "404": problem("There is no such collection (not declared)."),
     "413": problem("The body is larger than MAX_BODY_BYTES."),
     "415": problem("The body is not sent as one of the media types this call takes."),
+    "431": problem(CLAIMS_TOO_LARGE),
     "422": problem(
         "The body breaks a rule: not an object, too deep, too many members, an integer beyond 64 bits, "
         "an `id` that is not an entity id (or not the URL's), the collection's schema or its store's "
@@ -159,7 +163,11 @@ def build(app: Flask) -> dict[str, Any]:
         )
         # For clients that cannot set headers: a browser's EventSource, WebSocket.
         spec.components.security_scheme("query_token", {"type": "apiKey", "in": "query", "name": "token"})
-    limits = {"writes": settings.rate_limit_writes, "reads": settings.rate_limit_reads}
+    limits = {
+        "writes": settings.rate_limit_writes,
+        "reads": settings.rate_limit_reads,
+        "write_bytes": settings.rate_limit_write_bytes,
+    }
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions[rule.endpoint]
@@ -193,6 +201,8 @@ def _operation(
         if kind == "writes":
             pending = "the user has MAX_PENDING_PER_USER commands unfinished (`/problems/too-many-pending`)"
             why = f"{why}, or {pending}" if why else pending[0].upper() + pending[1:]
+            if limits.get("write_bytes"):
+                why += f", or past its limit of write body bytes beyond 16 KiB each ({limits['write_bytes']})"
         responses["429"] = problem(f"{why}.", retry_after=True)
     responses.setdefault("405", METHOD_NOT_ALLOWED)
     operation["responses"] = responses

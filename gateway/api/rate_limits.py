@@ -13,6 +13,12 @@ On a Redis Cluster the user's counters are in another slot than the command's pa
 `limits` counts writes too (one round trip more per write; a replayed or refused write is
 counted, as the accept script counts it on one Redis).
 
+A write's body bytes beyond its first WRITE_BYTES_FREE count against RATE_LIMIT_WRITE_BYTES, from
+its Content-Length (a chunked body, of unknown length, counts as MAX_BODY_BYTES), before the body
+is read: a user sending large bodies fast is refused before their bodies cost any parsing, and
+the workers, Redis and the other users' requests keep their share of the machine. A common small
+write is not counted at all and stays one call to Redis.
+
 The check runs in the API blueprints' before_request, after authentication: an unauthenticated
 call is refused (401) before it is counted, and CORS preflights are not counted. (Flask-Limiter,
 built on the same library, resolves its route and blueprint limits on every request: about
@@ -21,6 +27,7 @@ built on the same library, resolves its route and blueprint limits on every requ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -36,6 +43,7 @@ from gateway.api import current_user
 from gateway.problems import Problem
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITE_BYTES_FREE = 16 * 1024  # bytes of each write's body not counted against RATE_LIMIT_WRITE_BYTES
 
 
 @dataclass(frozen=True)
@@ -46,12 +54,37 @@ class RateLimits:
     writes: RateLimitItem | None
     reads: RateLimitItem | None
     writes_counted_here: bool = False  # on a Redis Cluster: not by the accept script
+    write_bytes: RateLimitItem | None = None
 
     def write_limit(self) -> WriteLimit | None:
         """The write limit, for the accept script to count (None: it counts none)."""
+        return self._write_limit
+
+    @functools.cached_property
+    def _write_limit(self) -> WriteLimit | None:
         if self.writes is None or self.writes_counted_here:
             return None
         return WriteLimit(self.writes.amount, self.writes.get_expiry())
+
+    def check_bytes(self, user: str, size: int) -> None:
+        """Count a write's body of `size` bytes beyond WRITE_BYTES_FREE against the user's
+        byte limit; Problem 429 when it is past it."""
+        item, cost = self.write_bytes, size - WRITE_BYTES_FREE
+        if item is None or cost <= 0:
+            return
+        who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()
+        if self.limiter.hit(item, who, "write-bytes", cost=cost):
+            return
+        reset = self.limiter.get_window_stats(item, who, "write-bytes").reset_time
+        wait = max(1, math.ceil(reset - time.time()))
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"More than {item.amount} bytes of write bodies per {item.get_expiry()} s from one user "
+            f"(beyond the first {WRITE_BYTES_FREE} of each). Try again in {wait} s.",
+            slug="rate-limited",
+            headers={"Retry-After": str(wait)},
+        )
 
     def check(self, user: str, method: str) -> None:
         """Count a read (on a cluster, any call) against the user's limit; Problem 429 when it
@@ -113,11 +146,23 @@ def init_app(app: Flask) -> None:
         parse(settings.rate_limit_writes) if settings.rate_limit_writes else None,
         parse(settings.rate_limit_reads) if settings.rate_limit_reads else None,
         writes_counted_here=settings.redis_cluster,
+        write_bytes=parse(settings.rate_limit_write_bytes) if settings.rate_limit_write_bytes else None,
     )
 
 
 def check() -> None:
     """A blueprint's before_request, after authentication: count this call for its user (a
-    write is counted by the accept script)."""
-    if request.method != "OPTIONS":
-        current_app.extensions["rate_limits"].check(current_user(), request.method)
+    write is counted by the accept script, on a cluster here; its body's bytes here, before it
+    is read)."""
+    method = request.method
+    if method == "OPTIONS":
+        return
+    limits: RateLimits = current_app.extensions["rate_limits"]
+    if method not in WRITES or limits.writes_counted_here:
+        limits.check(current_user(), method)
+    if method not in WRITES:
+        return
+    size = request.content_length
+    if size is None and request.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        size = current_app.config["MAX_CONTENT_LENGTH"] or 0  # its length is known only once read
+    limits.check_bytes(current_user(), size or 0)

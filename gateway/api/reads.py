@@ -16,7 +16,7 @@ from gateway.api import (
     json_response,
     rate_limits,
 )
-from gateway.api.openapi import answer, describe, problem, ref
+from gateway.api.openapi import CLAIMS_TOO_LARGE, answer, describe, problem, ref
 from gateway.problems import Problem
 
 bp = Blueprint("reads", __name__, url_prefix="/api")
@@ -39,6 +39,7 @@ bp.before_request(rate_limits.check)  # after authentication: counted per user
         "403": problem("A plugin's rule refuses the read."),
         "404": problem("No such collection or document (or another user's, under policy owner)."),
         "422": problem("The id is not an entity id."),
+        "431": problem(CLAIMS_TOO_LARGE),
         "503": problem("The store cannot be reached.", retry_after=True),
     },
     auth=True,
@@ -87,6 +88,7 @@ def _limit(given: str | None) -> int:
         "200": answer("One page.", ref("Page")),
         "400": problem("A limit or cursor that is not valid."),
         "404": problem("No such collection."),
+        "431": problem(CLAIMS_TOO_LARGE),
         "503": problem("The store cannot be reached.", retry_after=True),
     },
     auth=True,

@@ -5,15 +5,17 @@
 -- KEYS[1] command record, KEYS[2] partition stream, KEYS[3] the Idempotency-Key's record (hash:
 -- fp, cid, eid), KEYS[4] and KEYS[5] the user's write counters of this and the previous window,
 -- KEYS[6] the user's pending set (command ids by acceptance ms), KEYS[7] the backlog counter,
--- KEYS[8] the partition's counters (stats). Unused keys (no Idempotency-Key, no rate limit)
--- repeat KEYS[1] and are not touched.
+-- KEYS[8] the partition's counters (stats), KEYS[9] the user's key records (list, newest first).
+-- Unused keys (no Idempotency-Key, no rate limit) repeat KEYS[1] and are not touched.
 -- ARGV[1] command id, ARGV[2] request fingerprint ('' when there is no Idempotency-Key),
 -- ARGV[3] entity id, ARGV[4] how long the key's record is kept (s), ARGV[5] writes allowed per
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
 -- sliding window), ARGV[7] counter TTL (s), ARGV[8] MAX_PENDING_PER_USER, ARGV[9] MAX_BACKLOG,
 -- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions
 -- whose streams the backlog counts ('' on a Redis Cluster: KEYS[2] alone, the partition's own),
--- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`), ARGV[15..]
+-- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`; '': not counted),
+-- ARGV[15] the key records kept per user (0: all; beyond it the oldest are deleted; on a Redis
+-- Cluster KEYS[9] is the user's list in the partition, with its share), ARGV[16..]
 -- field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
@@ -89,14 +91,22 @@ if max_backlog > 0 then
     return {'backlog'}
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 15))
+redis.call('HSET', KEYS[1], unpack(ARGV, 16))
 local seq = redis.call('XADD', KEYS[2], '*', 'c', ARGV[1])
 redis.call('INCR', KEYS[7])
 redis.call('ZADD', KEYS[6], ARGV[10], ARGV[1])
 redis.call('EXPIRE', KEYS[6], ARGV[11])
-redis.call('HINCRBY', KEYS[8], ARGV[14], 1)
+if ARGV[14] ~= '' then
+  redis.call('HINCRBY', KEYS[8], ARGV[14], 1)
+end
 if keyed then
   redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'cid', ARGV[1], 'eid', ARGV[3])
   redis.call('EXPIRE', KEYS[3], ARGV[4])
+  redis.call('LPUSH', KEYS[9], KEYS[3])
+  local kept = tonumber(ARGV[15])
+  while kept > 0 and redis.call('LLEN', KEYS[9]) > kept do
+    redis.call('DEL', redis.call('RPOP', KEYS[9]))
+  end
+  redis.call('EXPIRE', KEYS[9], ARGV[4])
 end
 return {'accepted', seq}

@@ -16,7 +16,8 @@
 -- Returns 0 without the lease, else {1, dead letters trimmed to keep the partition's share}.
 --
 -- Each finished command's event goes to its owner's event stream (replay by id) and, with the
--- owner and that id, to the outbox that live deliveries and notifier plugins follow. Its id
+-- owner and that id (and the record's request id and carried claims, when it has them), to the
+-- outbox that live deliveries and notifier plugins follow. Its id
 -- leaves its owner's pending set (ZREM) and the backlog counter goes down as its entry is
 -- deleted (XDEL answers 1 once per entry), so a finish that runs twice counts nothing twice.
 -- Its record's key joins its owner's finished list; the records beyond the newest
@@ -25,11 +26,11 @@
 -- accept-to-finish time in the latency histogram.
 --
 -- Names it spells (gateway/record.py; tests/test_record.py checks them):
---   record fields: op col eid uid pl st acc fin err ety att nxt
+--   record fields: op col eid uid pl st acc fin err ety att nxt rid clm adm
 --   record statuses: pending failed
---   dead letter fields: c op col eid uid pl pls pld err ety att acc at
+--   dead letter fields: c op col eid uid pl pls pld err ety att acc at rid clm adm
 --   event stream fields: e
---   outbox fields: u i e
+--   outbox fields: u i e rid clm
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
@@ -53,7 +54,10 @@ for i = 0, count - 1 do
   local a = 11 + 7 * i
   local entry, command_id, status, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local attempts, error_type, detail = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc')
+  local r = redis.call('HMGET', record, 'op', 'col', 'eid', 'uid', 'pl', 'st', 'acc', 'rid', 'clm', 'adm')
+  local context = {}  -- the request id and carried claims, for the dead letter and the outbox
+  if r[8] then table.insert(context, 'rid'); table.insert(context, r[8]) end
+  if r[9] then table.insert(context, 'clm'); table.insert(context, r[9]) end
   if r[6] == 'pending' then
     if status == 'failed' then
       local payload = r[5] or ''
@@ -67,6 +71,8 @@ for i = 0, count - 1 do
         table.insert(letter, 'pld')
         table.insert(letter, redis.sha1hex(payload))
       end
+      for _, value in ipairs(context) do table.insert(letter, value) end
+      if r[10] then table.insert(letter, 'adm'); table.insert(letter, r[10]) end  -- replayed as sent
       -- Dead letters older than DEAD_LETTER_DAYS go as a new one comes (ids start with their
       -- ms), and so do the oldest beyond the partition's share of MAX_DEAD_LETTERS.
       redis.call('XADD', KEYS[3], 'MINID', ARGV[7], '*', unpack(letter))
@@ -94,7 +100,7 @@ for i = 0, count - 1 do
       event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
       redis.call('EXPIRE', events, ARGV[4])  -- a user gone quiet leaves no stream behind
     end
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'u', r[4], 'i', event_id, 'e', body)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'u', r[4], 'i', event_id, 'e', body, unpack(context))
     local took = math.max(0, tonumber(ARGV[3]) - tonumber(r[7] or ARGV[3]))
     redis.call('HINCRBY', KEYS[7], 'fin|' .. r[2] .. '|' .. r[1] .. '|' .. status, 1)
     redis.call('HINCRBY', KEYS[7], 'lat|' .. bucket(took), 1)

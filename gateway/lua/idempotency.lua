@@ -2,9 +2,11 @@
 -- (one script call reaches one slot; when the two are one, accept.lua checks the key itself).
 -- The record is reserved for a command id first, that command is then accepted (accept.lua,
 -- which writes a command id at most once), and the record is confirmed.
--- KEYS[1] the key's record (hash: fp, cid, eid, and w once its command is accepted)
+-- KEYS[1] the key's record (hash: fp, cid, eid, and w once its command is accepted), KEYS[2]
+-- the user's key records in this partition (list, newest first, as accept.lua's KEYS[9])
 -- ARGV[1] 'reserve', 'confirm' or 'release', ARGV[2] command id, ARGV[3] request fingerprint,
--- ARGV[4] entity id, ARGV[5] how long the record is kept (s)
+-- ARGV[4] entity id, ARGV[5] how long the record is kept (s), ARGV[6] the key records kept in
+-- the list (0: all; beyond it the oldest are deleted)
 -- reserve: {'reserved'} when the key is new (the record now names ARGV[2]); {'conflict'} when
 --   it came before with another request; {'replay', command id, entity id, w} when it came
 --   with the same one (w '1': that command was accepted; '': perhaps not yet, and the caller
@@ -21,6 +23,12 @@ if mode == 'reserve' then
   if not first[1] then
     redis.call('HSET', KEYS[1], 'fp', ARGV[3], 'cid', ARGV[2], 'eid', ARGV[4])
     redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('LPUSH', KEYS[2], KEYS[1])
+    local kept = tonumber(ARGV[6])
+    while kept > 0 and redis.call('LLEN', KEYS[2]) > kept do
+      redis.call('DEL', redis.call('RPOP', KEYS[2]))
+    end
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
     return {'reserved'}
   end
   if first[1] ~= ARGV[3] then

@@ -15,7 +15,9 @@ def init_app(app: Flask) -> None:
     from gateway.notify import devices, sse, ws
     from gateway.notify.hub import Hub
 
-    app.extensions["notify"] = Hub(app.extensions["gateway"])
+    gw = app.extensions["gateway"]
+    app.extensions["notify"] = hub = Hub(gw)
+    gw.process_report.count_streams(hub.open_streams)
     ws.init_app(app)
     app.register_blueprint(sse.bp)
     app.register_blueprint(devices.bp)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 import redis
@@ -40,9 +40,10 @@ RECONNECT_SECONDS = 1.0
 class Subscription:
     """The events due to one open connection of one user, in order, each once."""
 
-    def __init__(self, hub: Hub, user: str, after: str) -> None:
+    def __init__(self, hub: Hub, user: str, after: str, channel: str) -> None:
         self.hub = hub
         self.user = user
+        self.channel = channel  # "websocket" or "sse": what /metrics counts it under
         self.last = id_order(after)  # the last event passed on (or the client's last id)
         self.wake = threading.Event()  # set on a live event, on shutdown; a socket may share it
         self.closing = False  # the process is shutting down: the connection should end
@@ -129,10 +130,11 @@ class Hub:
                 retry=Retry(NoBackoff(), 0), client_name=f"{gw.keys.prefix}:notify-listener"
             )
 
-    def subscribe(self, user: str, last_event_id: str | None) -> Subscription:
-        """A subscription to the user's events after `last_event_id` (None: after the newest)."""
+    def subscribe(self, user: str, last_event_id: str | None, channel: str) -> Subscription:
+        """A subscription to the user's events after `last_event_id` (None: after the newest),
+        for a stream of `channel`."""
         self._start()
-        subscription = Subscription(self, user, last_event_id or "0-0")
+        subscription = Subscription(self, user, last_event_id or "0-0", channel)
         with self._lock:
             mine = self._by_user.get(user, set())
             if len(mine) >= self.gw.settings.streams_per_user:
@@ -158,6 +160,10 @@ class Hub:
     def connections(self) -> int:
         with self._lock:
             return sum(len(s) for s in self._by_user.values())
+
+    def open_streams(self) -> Counter[str]:
+        """The open streams, by channel (what this process reports for /metrics)."""
+        return Counter(subscription.channel for subscription in self._all())
 
     def shutdown(self) -> None:
         """Stop the listener and ask every open connection to end (WebSockets close with 1001)."""

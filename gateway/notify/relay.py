@@ -4,11 +4,12 @@ finish.lua writes everything of a finished command in its partition's slot, the 
 on one Redis it also appends the event to its owner's log and to the deployment's outbox, but
 on a cluster those are in other slots, so it appends the event to the partition's own outbox
 instead (`Keys.partition_outbox`). The drain job holding the partition's lease then relays
-each event, oldest first: to its owner's log (which gives it its id) and, with that id, to the
-deployment's outbox, which the web processes' listeners and the notifiers follow as on one
-Redis; only then is it deleted from the partition's outbox. A worker that dies between the
-two leaves the event for the next holder of the lease, which relays it again: an event may so
-reach its owner twice (the same command id), never not at all.
+each event, oldest first: to its owner's log (which gives it its id) and, with that id and the
+request id and claims finish.lua put beside it, to the deployment's outbox, which the web
+processes' listeners and the notifiers follow as on one Redis; only then is it deleted from the
+partition's outbox. A worker that dies between the two leaves the event for the next holder of
+the lease, which relays it again: an event may so reach its owner twice (the same command id),
+never not at all.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def relay(gw: Gateway, partition: int) -> int:
         event_ids = logs.execute()[::2]
         feed = gw.redis.pipeline(transaction=False)
         for (_, fields), event_id in zip(entries, event_ids, strict=True):
-            event = {"u": fields["u"], "i": event_id, "e": fields["e"]}
+            event = {**fields, "i": event_id}  # with the request id and claims finish.lua added
             feed.xadd(gw.keys.outbox(), event, maxlen=settings.outbox_length, approximate=True)
         feed.xdel(source, *[entry_id for entry_id, _ in entries])
         feed.execute()

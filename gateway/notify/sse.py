@@ -46,9 +46,8 @@ def events() -> Response:
         raise Problem(400, "Bad Request", detail, slug="not-a-list")
     after = last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     hub: Hub = current_app.extensions["notify"]
-    subscription = open_stream(
-        hub, identity.user, after
-    )  # before the answer: nothing committed after it is missed
+    # Before the answer: nothing committed after it is missed.
+    subscription = open_stream(hub, identity.user, after, "sse")
     response = Response(
         _stream(subscription, settings.notify_keepalive_seconds, identity.expires),
         mimetype="text/event-stream",

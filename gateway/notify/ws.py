@@ -46,7 +46,9 @@ def _subscribe() -> None:
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     identity = identity_of(request, allow_query=True)
     g.expires = identity.expires
-    g.subscription = open_stream(hub(), identity.user, last_event_id(request.args.get("last_event_id")))
+    g.subscription = open_stream(
+        hub(), identity.user, last_event_id(request.args.get("last_event_id")), "websocket"
+    )
 
 
 @bp.teardown_request

@@ -1,7 +1,8 @@
 """Quotas and bounds kept by the accept and finish scripts: a user's unfinished commands
 (MAX_PENDING_PER_USER), all unfinished commands (MAX_BACKLOG), dead letters (count and payload
-bytes) and a user's finished status records, and how their counts heal. Unit tests on fakeredis
-(with lupa for Lua), through the accept and outcome stages as the web and worker processes call them."""
+bytes), a user's finished status records and Idempotency-Key records, and how their counts
+heal. Unit tests on fakeredis (with lupa for Lua), through the accept and outcome stages as the
+web and worker processes call them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import fakeredis
 import pytest
 
 from gateway import record, scripts
-from gateway.accept import BacklogFull, TooManyPending, accept, prepare
+from gateway.accept import BacklogFull, Idempotency, TooManyPending, accept, idempotency_record, prepare
 from gateway.context import Gateway
 from gateway.ids import partition_of, seq_of
 from gateway.keys import GROUP
@@ -33,6 +34,7 @@ SMALL = {
     "max_dead_letters": 4,  # 2 a partition
     "max_dead_letter_payload_bytes": 64,
     "status_records_per_user": 2,
+    "idempotency_keys_per_user": 3,
 }
 
 # The counts as one Redis keeps them (per user and per deployment); a cluster's are per partition.
@@ -184,3 +186,24 @@ def test_a_users_finished_records_are_bounded(gw: Gateway) -> None:
     assert kept == [0, 1, 1]  # STATUS_RECORDS_PER_USER 2: the oldest is gone
     assert gw.redis.llen(gw.keys.finished("alice", 0)) == 2
     assert gw.redis.ttl(gw.keys.finished("alice", 0)) > 0
+
+
+def test_a_users_idempotency_key_records_are_bounded(redis_url: str, prefix: str) -> None:
+    bounds = {**SMALL, "max_pending_per_user": 100, "max_backlog": 100}
+    gw = Gateway(load(redis_url=redis_url, key_prefix=prefix, partitions=PARTITIONS, **bounds))
+
+    def keyed(user: str, key: str, entity_id: str) -> str:
+        once = Idempotency(key, fingerprint=f"{key}-{entity_id}")
+        return accept(gw, prepare(gw, user, "create", "things", entity_id, {"n": 1}, once)).command_id
+
+    bob_first = keyed("bob", "k0", "b0")
+    firsts = [keyed("alice", f"k{i}", f"e{i}") for i in range(5)]
+    records = [idempotency_record(gw.keys, "alice", f"k{i}", PARTITIONS) for i in range(5)]
+    kept = [gw.redis.exists(key) for key in records]
+    assert kept == [0, 0, 1, 1, 1]  # IDEMPOTENCY_KEYS_PER_USER 3: the oldest are gone
+    assert gw.redis.llen(gw.keys.idempotency_keys("alice", 0)) == 3
+    assert 0 < gw.redis.ttl(gw.keys.idempotency_keys("alice", 0)) <= gw.settings.idempotency_ttl_seconds
+    assert keyed("alice", "k4", "e4") == firsts[4], "a kept key still replays its first command"
+    assert keyed("bob", "k0", "b0") == bob_first, "another user's keys are not counted"
+    assert keyed("alice", "k0", "e0") != firsts[0], "a key past the bound is new again"
+    gw.close()

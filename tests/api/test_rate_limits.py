@@ -113,3 +113,24 @@ def test_the_defaults_take_a_burst_and_hold_a_minute_to_6000_writes(app: Any, cl
 def test_a_setting_that_is_not_one_limit_stops_the_start(make_app: Any, value: str) -> None:
     with pytest.raises(ValueError, match="rate_limit_writes"):
         make_app(rate_limit_writes=value)
+
+
+def test_write_bytes_past_the_limit_are_429_before_the_body_is_read(make_app: Any, redis_keys: Any) -> None:
+    """Bytes beyond the first 16 KiB of each body count: two 36 KiB bodies fit in 45,000 bytes a
+    minute, a third does not; small bodies are not counted, and other users have their own."""
+    client = make_app(jwt_secret=SECRET, rate_limit_write_bytes="45000/minute").test_client()
+    large = {"text": "x" * (36 * 1024)}
+    for n in range(2):
+        assert client.put(f"/api/notes/n{n}", json=large, headers=ALICE).status_code == 202
+    written = redis_keys.snapshot()
+    response = client.post("/api/notes", json=large, headers=ALICE)
+    problem = assert_problem(response, 429)
+    assert problem["type"] == "/problems/rate-limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert "45000 bytes of write bodies" in problem["detail"]
+    malformed = b"{" + b"x" * (64 * 1024)
+    refused = client.post("/api/notes", data=malformed, content_type="application/json", headers=ALICE)
+    assert_problem(refused, 429)  # refused on its length: a malformed body is never parsed
+    assert redis_keys.snapshot() == written  # nothing queued by a refused call
+    assert client.post("/api/notes", json={"text": "x" * 1000}, headers=ALICE).status_code == 202
+    assert client.post("/api/notes", json=large, headers=BOB).status_code == 202

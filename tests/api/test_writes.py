@@ -60,7 +60,9 @@ def test_post_without_id_makes_a_fresh_entity_id(app: Any, client: Any) -> None:
     second = accepted(client.post("/api/notes", json={"title": "two"}))
     assert first["entity_id"] != second["entity_id"]
     assert first["command_id"] != second["command_id"]
-    uuid.UUID(first["entity_id"])  # raises if it is not one
+    made = uuid.UUID(first["entity_id"])  # raises if it is not one
+    assert str(made) == first["entity_id"]  # in its canonical text form
+    assert (made.version, made.variant) == (4, uuid.RFC_4122)  # a random one
 
     record, entries = stored(app, "notes", first["entity_id"], first["command_id"])
     assert record["eid"] == first["entity_id"]

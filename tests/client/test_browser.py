@@ -7,14 +7,13 @@ server, and the API allows it through CORS_ORIGINS. The client is imported from 
 tests count how often each settled, and what Redis and the store hold, so that a write settled
 twice or applied twice shows.
 
-Chromium is a service like the databases: missing, these tests fail (CI=true) or, with
-ALLOW_MISSING_SERVICES=1 on a laptop, skip. `.ci/run` installs it.
+Chromium comes from the `browser` fixture (tests/support/browser.py says what happens when it is
+missing).
 """
 
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,24 +26,11 @@ import redis
 from gateway.keys import Keys
 from tests.support import ROOT
 from tests.support.api import SECRET, token
-from tests.support.services import missing, wait_until
+from tests.support.services import wait_until
 from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# No sandbox (the tests run as root in a container), no GPU, and nothing that talks to the
-# network on its own (QUIC probes, component updates, sync, field trials).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER = "alice"
 PAGE = b"<!doctype html><meta charset=utf-8><title>client under test</title><p>a frontend elsewhere</p>"
 
@@ -78,19 +64,6 @@ class PageServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (its own browser downloads never used)."""
-    if not Path(CHROMIUM).exists():
-        missing("Chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install chromium)"))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_a_client_too_slow_for_the_live_feed_gets_every_event_from_the_log(live_app: Any) -> None:
     hub = live_app.extensions["notify"]
     gw = live_app.extensions["gateway"]
-    subscription = hub.subscribe("alice", "0-0")
+    subscription = hub.subscribe("alice", "0-0", "sse")
     assert subscription.take(0) == []
     ids = [log_event(live_app, "alice", f"c{i}") for i in range(MAX_BUFFERED + 44)]
     # What the listener does, all before the client takes anything: the buffer overflows.
@@ -34,7 +34,7 @@ def test_a_client_too_slow_for_the_live_feed_gets_every_event_from_the_log(live_
 
 def test_live_events_are_passed_on_once_in_order(live_app: Any) -> None:
     hub = live_app.extensions["notify"]
-    subscription = hub.subscribe("bob", None)  # from now on
+    subscription = hub.subscribe("bob", None, "sse")  # from now on
     log_event(live_app, "carol", "not-bob")
     ids = [log_event(live_app, "bob", f"b{i}") for i in range(5)]
     taken: list[Event] = []
@@ -48,7 +48,7 @@ def test_live_events_are_passed_on_once_in_order(live_app: Any) -> None:
 
 def test_a_shutdown_wakes_every_subscription(live_app: Any) -> None:
     hub = live_app.extensions["notify"]
-    subscription = hub.subscribe("dora", None)
+    subscription = hub.subscribe("dora", None, "sse")
     hub.shutdown()
     assert subscription.take(30) == [] and subscription.closing
-    assert hub.subscribe("erin", None).closing  # a latecomer is told at once
+    assert hub.subscribe("erin", None, "sse").closing  # a latecomer is told at once

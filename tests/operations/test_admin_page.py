@@ -9,31 +9,16 @@ ADMIN_SCREENSHOT=<path> saves the page with the dead letter shown (docs/admin.pn
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.client.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.api import SECRET, token
-from tests.support.services import missing, wait_until
+from tests.support.services import wait_until
 from tests.support.web import Gunicorn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (its own browser downloads never used)."""
-    if not Path(CHROMIUM).exists():
-        missing("Chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install chromium)"))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -71,10 +56,13 @@ def test_an_operator_sees_a_dead_letter_appear_and_replays_it_applied(
         wait_until(lambda: page.inner_text("#backlog") == "0", 30, "the backlog drained")
         page.locator("#workers li[data-worker]").wait_for(timeout=10_000)
 
-        api.write("alice", "/api/notes/later", {"done": True}, method="PATCH")  # no such note: dead letter
+        traced = {**alice(), "X-Request-ID": "admin-page-1"}
+        sent = api.call("PATCH", "/api/notes/later", {"done": True}, traced)  # no such note: dead letter
+        assert sent[0] == 202
         row = page.locator("#dead tbody tr[data-collection=notes]")
         row.wait_for(timeout=20_000)
         assert "patch" in row.inner_text() and "alice" in row.inner_text()
+        assert row.get_attribute("data-request-id") == "admin-page-1"  # its lines in the logs
         assert page.inner_text("#dead-count") == "1"
 
         api.write("alice", "/api/notes/later", {"text": "written later"})  # the cause, fixed

@@ -90,3 +90,44 @@ def test_redis_down_is_a_503_problem(make_app: Any) -> None:
     response = make_app(redis_url="redis://127.0.0.1:1/0").test_client().get("/metrics")
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
+
+
+def test_open_streams_are_counted_over_every_web_process_until_a_report_expires(make_app: Any) -> None:
+    first, second, scraper = make_app(), make_app(), make_app().test_client()
+    streams = [first.test_client().get("/api/events", buffered=False) for _ in range(2)]
+    sockets = [second.extensions["notify"].subscribe("dev", None, "websocket") for _ in range(3)]
+    reports = [app.extensions["gateway"].process_report for app in (first, second)]
+    for report in reports:
+        report.report()  # as its reporter does every REPORT_SECONDS
+    samples = metrics(scraper)
+    assert one(samples, "gateway_notification_streams", channel="sse") == 2
+    assert one(samples, "gateway_notification_streams", channel="websocket") == 3
+
+    streams[0].close()
+    second.extensions["notify"].unsubscribe(sockets[0])
+    for report in reports:
+        report.report()
+    samples = metrics(scraper)
+    assert one(samples, "gateway_notification_streams", channel="sse") == 1
+    assert one(samples, "gateway_notification_streams", channel="websocket") == 2
+
+    gw = first.extensions["gateway"]
+    gw.redis.delete(gw.keys.web_process(reports[1].name))  # as when a killed process's report expires
+    assert one(metrics(scraper), "gateway_notification_streams", channel="websocket") == 0
+    reports[0].report()
+    assert gw.redis.smembers(gw.keys.web_processes()) == {reports[0].name}
+    streams[1].close()
+
+
+def test_accept_latency_is_counted_by_each_web_process_and_summed(make_app: Any) -> None:
+    writers = [make_app().test_client() for _ in range(2)]
+    for i in range(5):
+        for writer in writers:
+            assert writer.post("/api/notes", json={"i": i}).status_code == 202
+    for writer in writers:
+        writer.application.extensions["gateway"].process_report.report()
+    samples = metrics(make_app().test_client())
+    assert one(samples, "gateway_accept_latency_seconds_count") == 10
+    assert one(samples, "gateway_accept_latency_seconds_bucket", le="+Inf") == 10
+    assert 0 < one(samples, "gateway_accept_latency_seconds_sum") < 10 * 2.5
+    assert one(samples, "gateway_commands_accepted_total", collection="notes", op="create") == 10

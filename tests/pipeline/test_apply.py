@@ -77,6 +77,24 @@ def test_a_poison_command_fails_alone_and_the_others_apply(stores: StoreRouter, 
     assert [store.get("things", e) for e in "abc"] == [{}, None, {}]
 
 
+def test_a_command_refused_by_a_raise_holds_back_its_entity_until_its_failure_is_recorded(
+    stores: StoreRouter, store: MemoryStore
+) -> None:
+    """The store kept no trace of the refusal: were b's next command committed before the failure
+    is recorded, a re-delivery of both would find b's seq past the refused one (applied before)."""
+    store.refuse = "poison"
+    ready = [
+        entry(1, "replace", "b", {"poison": True}),
+        entry(2, "replace", "b", {"v": 2}),
+        entry(3, "create", "c", {}),
+    ]
+    results = apply_ready(stores, ready)
+    assert kinds(results) == {"c1": "failed", "c3": "applied"}  # c2: no result, pending
+    assert results[ready[0]].raised and not results[ready[2]].raised
+    assert store.get("things", "b") is None
+    assert kinds(apply_ready(stores, ready[1:2])) == {"c2": "applied"}  # the next pass
+
+
 def test_a_transient_failure_holds_back_its_entity_only(stores: StoreRouter, store: MemoryStore) -> None:
     store.transient = {"b": 2}  # the batch, then b's command alone
     ready = [

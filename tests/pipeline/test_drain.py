@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from gateway.ids import partition_of
 from gateway.redis_client import RoundTrip
+from plugins.store import Rejected
 from settings import load
-from workers import runtime
+from workers import outcome, runtime
 from workers.drain import DrainJob, drain_partition
+from workers.outcome import Outcomes
 from workers.stream import PartitionStream
 
 pytestmark = pytest.mark.integration
@@ -49,10 +52,13 @@ def test_one_job_drains_every_partition_with_due_work(rt: runtime.Runtime, clien
 
 
 def test_a_partition_that_cannot_be_drained_is_paused_and_the_others_go_on(
-    rt: runtime.Runtime, client: Any
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken, fine = accept_in(client, 0), accept_in(client, 1)
     gw = rt.gw
+    # A pause long enough to be seen after the job drained the other partitions, however slowly.
+    monkeypatch.setattr(outcome, "MAX_PAUSE_MS", 600_000)
+    monkeypatch.setattr(gw, "settings", gw.settings.model_copy(update={"retry_base_seconds": 600}))
     gw.redis.hset(gw.keys.command(0, broken), "pl", "{not json")  # a record damaged in Redis
 
     summary = drain_partition(0)
@@ -149,11 +155,13 @@ def test_an_idle_job_waits_for_new_entries_then_ends(
     is applied by the same job; with none for LINGER_SECONDS, the job ends and lets go."""
     first = accept_in(client, 0)
     late: list[str] = []
+    sending: list[threading.Timer] = []  # set at once: a wait before the timer fired sends no second
     real_wait = DrainJob._wait_for_entries
 
     def wait_and_send_one(job: DrainJob, idle: Any, seconds: float) -> bool:
-        if not late:
-            threading.Timer(0.02, lambda: late.append(accept_in(client, 0))).start()
+        if not sending:
+            sending.append(threading.Timer(0.02, lambda: late.append(accept_in(client, 0))))
+            sending[0].start()
         return real_wait(job, idle, seconds)
 
     monkeypatch.setattr(DrainJob, "_wait_for_entries", wait_and_send_one)
@@ -275,3 +283,53 @@ def test_batch_wait_lets_commands_arriving_meanwhile_join_the_transaction(
     threading.Timer(0.1, lambda: late.append(accept_in(client, 0))).start()
     drain_partition(0)
     assert batches[0] == [first, *late]
+
+
+def test_a_refused_command_delivered_again_after_its_batch_committed_is_failed_again(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store committed the batch, then recording its outcomes failed (Redis lost): the next
+    pass gets the same batch again, and the refused patch fails again as it did the first time,
+    though the put after it moved its entity's ledger past it."""
+    entity = entity_in("things", 0)
+    patched = client.patch(f"/api/things/{entity}", json={"v": 1}).json["command_id"]  # e absent: refused
+    put = client.put(f"/api/things/{entity}", json={"v": 2}).json["command_id"]
+    real_finish = Outcomes._finish
+
+    def redis_lost(outcomes: Outcomes, finished: Any, now: int) -> bool:
+        raise redis.ConnectionError("Redis lost after the store committed")
+
+    monkeypatch.setattr(Outcomes, "_finish", redis_lost)
+    drain_partition(0)
+    assert client.get(f"/api/commands/{patched}").json["status"] == "pending"
+
+    monkeypatch.setattr(Outcomes, "_finish", real_finish)
+    rt.gw.redis.delete(rt.gw.keys.pause(0), rt.gw.keys.lease(0))
+    drain_partition(0)
+    records = [client.get(f"/api/commands/{c}").json for c in (patched, put)]
+    assert [r["status"] for r in records] == ["failed", "applied"]
+    assert records[0]["error_type"] == "not_found"
+    assert client.get(f"/api/things/{entity}").json == {"v": 2, "id": entity}
+
+
+def test_the_commands_held_back_behind_a_raised_refusal_apply_in_the_same_job(
+    rt: runtime.Runtime, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entity = entity_in("things", 0)
+    poisoned = client.put(f"/api/things/{entity}", json={"poison": 1}).json["command_id"]
+    after = client.put(f"/api/things/{entity}", json={"v": 2}).json["command_id"]
+    store = rt.gw.stores.for_collection("things")
+    real = store.apply
+
+    def refuse_poison(commands: Any) -> Any:
+        if any("poison" in (c.payload or {}) for c in commands):
+            raise Rejected("the database refused the document")
+        return real(commands)
+
+    monkeypatch.setattr(store, "apply", refuse_poison)
+    drain_partition(0)
+    assert [client.get(f"/api/commands/{c}").json["status"] for c in (poisoned, after)] == [
+        "failed",
+        "applied",
+    ]
+    assert client.get(f"/api/things/{entity}").json == {"v": 2, "id": entity}

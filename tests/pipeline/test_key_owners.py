@@ -30,6 +30,7 @@ FIXED = [
     r"P:outbox",
     r"\{P:\d+\}:backlog",  # on a Redis Cluster, the backlog and the outbox go per partition
     r"\{P:\d+\}:outbox",
+    r"P:web",  # one per deployment; a member per live web process, the gone ones removed
     r"rq:[a-z]+:P-(apply|push)",  # RQ's own queue and registries of the two queues
 ]
 # Keys made per user, command, token or moment: each must expire.
@@ -40,10 +41,12 @@ EXPIRING = [
     r"P:ratelimit:.+",
     r"P:events:.+",
     r"P:finished:.+",
+    r"P:idemkeys:.+",
     r"P:pending:.+",
-    r"\{P:\d+\}:(pending|finished):.+",  # on a Redis Cluster, per user and partition
+    r"\{P:\d+\}:(pending|finished|idemkeys):.+",  # on a Redis Cluster, per user and partition
     r"P:devices:.+",
     r"P:device:.+",
+    r"P:web:.+",
 ]
 
 

@@ -118,6 +118,18 @@ def test_a_lost_connection_fails_each_caller_and_frees_the_line(counter: str) ->
         batcher([counter], ["again"])
 
 
+def test_a_batch_after_redis_closed_the_held_connection_goes_out_on_a_new_one(
+    client: redis.Redis, counter: str
+) -> None:
+    """The batcher keeps one connection; Redis closing it (a restart, a timeout, CLIENT KILL)
+    costs no caller a 503: the next batch connects again first, as the pool would."""
+    batcher = ScriptBatcher(client, client.register_script(SCRIPT))
+    assert batcher([counter], ["a"]) == ["a", 1]
+    host, port = batcher._connection._sock.getsockname()[:2]
+    client.client_kill(f"{host}:{port}")
+    assert batcher([counter], ["b"]) == ["b", 2]
+
+
 def test_a_caller_never_waits_on_a_wake_up_that_does_not_come(client: redis.Redis, counter: str) -> None:
     """The line is freed without anyone being woken (the caller it was handed to is gone): a
     waiting caller still sends its call."""

@@ -47,6 +47,7 @@ def test_a_plain_accept_repeats_the_record_key_for_the_checks_it_skips() -> None
         "gw:pending:alice",
         "gw:backlog",
         "{gw:3}:stats",
+        "{gw:3}:cmd:3-x",
     ]
     assert call.args == [
         "3-x",
@@ -63,6 +64,7 @@ def test_a_plain_accept_repeats_the_record_key_for_the_checks_it_skips() -> None
         "gw",
         16,
         "acc|notes|create",
+        0,
         "op",
         "create",
     ]

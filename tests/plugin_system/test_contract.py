@@ -90,6 +90,26 @@ def test_the_ledger_fold_skips_what_was_applied_and_folds_each_entity() -> None:
     assert folded.seqs == {"a": 8, "b": 6}
 
 
+def test_the_fold_answers_a_kept_refusal_again_and_keeps_the_newest() -> None:
+    from plugins import ledger
+    from plugins.conformance import cmd
+    from plugins.store import Forbidden, Rejected
+
+    first = ledger.fold([cmd(1, "patch", "c", "a", {"x": 1}), cmd(2, "replace", "c", "a", {})], {}, {})
+    assert first.seqs == {"a": 2} and list(first.refusals) == ["a"]
+    kept = ledger.decode_refusals(ledger.encode_refusals(first.refusals["a"]))  # as a store keeps them
+    assert isinstance(kept[1], Rejected) and kept[1].error_type == "not_found"
+    assert str(kept[1]) == str(first.outcomes[0])
+    again = ledger.fold([cmd(1, "patch", "c", "a", {"x": 1})], {"a": 2}, {"a": {}}, refusals={"a": kept})
+    assert again.outcomes == [kept[1]] and again.refusals == {} and again.seqs == {}
+    assert isinstance(ledger.refusal("forbidden", "no"), Forbidden)
+
+    many = {seq: Rejected("old", "not_found") for seq in range(ledger.MAX_REFUSALS_KEPT)}
+    later = ledger.fold([cmd(10_000, "patch", "c", "b", {})], {}, {}, refusals={"b": many})
+    assert len(later.refusals["b"]) == ledger.MAX_REFUSALS_KEPT
+    assert min(later.refusals["b"]) == 1 and max(later.refusals["b"]) == 10_000  # the oldest went
+
+
 def test_a_page_points_after_its_last_document_when_there_are_more() -> None:
     from plugins.store import decode_cursor, list_page
 

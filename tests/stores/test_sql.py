@@ -19,7 +19,8 @@ from gateway.schemas import Collections
 from plugins import sql_engine
 from plugins.conformance import StoreConformance, cmd, walk
 from plugins.sql_engine import CONNECT_TIMEOUT_SECONDS
-from plugins.sql_store import LEDGER, SqlStore
+from plugins.sql_ledger import LEDGER
+from plugins.sql_store import SqlStore
 from plugins.store import Command, Outcome, Rejected, StoreUnavailable
 from tests.support.netns import PartitionableRoute
 from tests.support.services import wait_until
@@ -469,3 +470,23 @@ def _outcome(call: Callable[[], object]) -> object:
         return call()
     except Exception as error:  # noqa: BLE001 - the test looks at it
         return error
+
+
+def test_long_collection_names_sharing_a_prefix_get_tables_with_their_own_owner_index(url: str) -> None:
+    """Index names live in one namespace per database (SQLite, PostgreSQL schema): two managed
+    tables whose names agree on their first 48 characters still each get their owner index."""
+    prefix = "c_" + secrets.token_hex(6) + "_" + "x" * 40  # 55 characters, the same for both
+    first, second = prefix + "_first", prefix + "_second"
+    store = SqlStore(url)
+    try:
+        for name in (first, second):
+            outcomes = store.apply([cmd(1, "create", name, "d1", {"n": 1})])
+            assert outcomes == [None]
+        engine = sa.create_engine(url)
+        names = [{i["name"] for i in sa.inspect(engine).get_indexes(t)} for t in (first, second)]
+        engine.dispose()
+        assert all(len(found) == 1 for found in names), names
+        assert names[0] != names[1]
+        assert all(len(n) <= 63 for found in names for n in found)
+    finally:
+        store.close()

@@ -3,7 +3,8 @@
 
 A batch works on copies and replaces the store's state only once every command went through,
 so a batch that raises leaves nothing behind. The per-entity ledger (the `seq` of the last
-command applied, kept after a delete) makes a re-delivered or stale command a no-op. Documents
+command applied, kept after a delete, and the refusals kept, `plugins.ledger.fold`) makes a
+re-delivered or stale command a no-op, and a re-delivered refusal the same refusal. Documents
 are stored as JSON, so a document that has no JSON form makes its batch raise.
 
 Faults, set by a test:
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from plugins.ledger import Refusals, by_collection, fold
 from plugins.store import (
     Access,
     Command,
@@ -41,6 +43,7 @@ class MemoryStore(Store):
         self.documents: dict[tuple[str, str], bytes] = {}  # (collection, entity id) -> JSON
         self.ledger: dict[tuple[str, str], int] = {}  # (collection, entity id) -> last seq applied
         self.owners: dict[tuple[str, str], str] = {}  # (collection, entity id) -> owner, when recorded
+        self.refusals: dict[tuple[str, str], Refusals] = {}  # -> refusals kept for a re-delivery
         self.batches: list[list[str]] = []  # the command ids of every batch committed
         self.down = False
         self.refuse: str | None = None
@@ -49,30 +52,32 @@ class MemoryStore(Store):
     def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         self._check_faults(commands)
         documents, ledger, owners = dict(self.documents), dict(self.ledger), dict(self.owners)
-        outcomes: list[Outcome] = []
-        for command in commands:
-            entity = (command.collection, command.entity_id)
-            if entity in ledger and command.seq <= ledger[entity]:
-                outcomes.append(None)  # applied before: a re-delivery or a stale command
-                continue
-            current = documents.get(entity)
-            before = orjson.loads(current) if current is not None else None
-            try:
-                owner = command.owner_after(before, owners.get(entity))
-                after = command.apply_to(before)
-            except Rejected as error:
-                outcomes.append(error)
-                continue
-            owners.pop(entity, None)
-            if after is None:
-                documents.pop(entity, None)
-            else:
-                documents[entity] = orjson.dumps(after)  # raises for a document without a JSON form
-                if owner is not None:
-                    owners[entity] = owner
-            ledger[entity] = command.seq
-            outcomes.append(None)
-        self.documents, self.ledger, self.owners = documents, ledger, owners
+        refusals = dict(self.refusals)
+        outcomes: list[Outcome] = [None] * len(commands)
+        for collection, indexes in by_collection(commands).items():
+            batch = [commands[i] for i in indexes]
+            keys = {c.entity_id: (collection, c.entity_id) for c in batch}
+            folded = fold(
+                batch,
+                {e: ledger[k] for e, k in keys.items() if k in ledger},
+                {e: orjson.loads(documents[k]) for e, k in keys.items() if k in documents},
+                owners={e: owners[k] for e, k in keys.items() if k in owners},
+                refusals={e: refusals[k] for e, k in keys.items() if k in refusals},
+            )
+            for index, outcome in zip(indexes, folded.outcomes, strict=True):
+                outcomes[index] = outcome
+            for entity, document in folded.documents.items():
+                key = keys[entity]
+                owners.pop(key, None)
+                documents.pop(key, None)
+                if document is not None:
+                    documents[key] = orjson.dumps(document)  # raises for a document without a JSON form
+                    if (owner := folded.owners.get(entity)) is not None:
+                        owners[key] = owner
+                ledger[key] = folded.seqs[entity]
+            for entity, kept in folded.refusals.items():
+                refusals[keys[entity]] = kept
+        self.documents, self.ledger, self.owners, self.refusals = documents, ledger, owners, refusals
         self.batches.append([c.command_id for c in commands])
         return outcomes
 

@@ -7,7 +7,8 @@ directory shared between machines.
 
 The store keeps the gateway's contract with LMDB's own transactions: a batch is one write
 transaction (all of it commits, or none), and a second database of the environment, `applied`,
-holds per entity the sequence of the last command applied, written in the same transaction.
+holds per entity the sequence of the last command applied, and a third, `refused`, the refusals a
+re-delivered batch must get again (`plugins.ledger`), both written in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import lmdb
 import orjson
 import pluggy
 
-from plugins.ledger import by_collection, fold
+from plugins.ledger import by_collection, decode_refusals, encode_refusals, fold
 from plugins.names import is_well_formed
 from plugins.store import (
     Access,
@@ -47,7 +48,8 @@ SEPARATOR = b"\x00"  # between collection and id in a key: no collection or enti
 class LmdbStore(Store):
     """One LMDB environment: database `documents` (key: collection NUL id; value: JSON),
     database `applied` (same key; value: the last applied sequence, in decimal) and database
-    `owners` (same key; value: the user who created the document, under policy `owner`). A
+    `owners` (same key; value: the user who created the document, under policy `owner`) and
+    database `refused` (same key; value: the refusals kept, as JSON). A
     user's list scans the collection and skips other owners' documents: fine for an example,
     where a production store would index the owner."""
 
@@ -57,31 +59,31 @@ class LmdbStore(Store):
         self.path = Path(path)
         self.map_size = map_size
         self._lock = threading.Lock()
-        self._opened: tuple[int, lmdb.Environment, Any, Any, Any] | None = None  # (pid, env, dbs)
+        self._opened: tuple[int, lmdb.Environment, Any, Any, Any, Any] | None = None  # (pid, env, dbs)
 
     def _open(self) -> tuple[lmdb.Environment, Any, Any]:
         """The environment and two of its databases (`_owners` has the third)"""
-        env, documents, applied, _ = self._open_all()
+        env, documents, applied, _, _ = self._open_all()
         return env, documents, applied
 
     def _owners(self) -> Any:
         return self._open_all()[3]
 
-    def _open_all(self) -> tuple[lmdb.Environment, Any, Any, Any]:
-        """The environment and its three databases, opened once per process (LMDB handles do not
+    def _open_all(self) -> tuple[lmdb.Environment, Any, Any, Any, Any]:
+        """The environment and its four databases, opened once per process (LMDB handles do not
         survive a fork, and a process must not open one environment twice)."""
         with self._lock:
             if self._opened is None or self._opened[0] != os.getpid():
                 try:
                     self.path.mkdir(parents=True, exist_ok=True)
-                    env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=3)
+                    env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=4)
                     documents, applied = env.open_db(b"documents"), env.open_db(b"applied")
-                    owners = env.open_db(b"owners")
+                    owners, refused = env.open_db(b"owners"), env.open_db(b"refused")
                 except (OSError, lmdb.Error) as error:
                     raise StoreUnavailable(f"cannot open LMDB at {self.path}: {error}") from error
-                self._opened = (os.getpid(), env, documents, applied, owners)
-            _, env, documents, applied, owners = self._opened
-            return env, documents, applied, owners
+                self._opened = (os.getpid(), env, documents, applied, owners, refused)
+            _, env, documents, applied, owners, refused = self._opened
+            return env, documents, applied, owners, refused
 
     def _key(self, env: lmdb.Environment, collection: str, entity_id: str) -> bytes:
         """The key of an entity; Rejected when LMDB cannot hold it (511 bytes at most)."""
@@ -109,9 +111,9 @@ class LmdbStore(Store):
 
     def _apply_collection(self, txn: Any, collection: str, batch: list[Command]) -> list[Outcome]:
         """Fold `batch` into its entities as the ledger and the documents hold them, and write."""
-        env, documents, applied, owners = self._open_all()
+        env, documents, applied, owners, refused = self._open_all()
         keys = self._keys(env, collection, batch)
-        seqs, stored, stored_owners = {}, {}, {}
+        seqs, stored, stored_owners, refusals = {}, {}, {}, {}
         for entity_id, key in keys.items():
             if (seq := txn.get(key, db=applied)) is not None:
                 seqs[entity_id] = int(seq)
@@ -119,7 +121,17 @@ class LmdbStore(Store):
                 stored[entity_id] = orjson.loads(document)
             if (owner := txn.get(key, db=owners)) is not None:
                 stored_owners[entity_id] = owner.decode()
-        folded = fold(batch, seqs, stored, functools.partial(self._apply_to, env), stored_owners)
+            if (kept := txn.get(key, db=refused)) is not None:
+                refusals[entity_id] = decode_refusals(orjson.loads(kept))
+        apply_to = functools.partial(self._apply_to, env)
+        folded = fold(batch, seqs, stored, apply_to, stored_owners, refusals)
+        for entity_id, kept_now in folded.refusals.items():
+            if entity_id not in keys:
+                continue  # an id LMDB cannot hold is refused again by `_apply_to`
+            if kept_now:
+                txn.put(keys[entity_id], orjson.dumps(encode_refusals(kept_now)), db=refused)
+            else:
+                txn.delete(keys[entity_id], db=refused)
         for entity_id, document in folded.documents.items():
             if document is None:
                 txn.delete(keys[entity_id], db=documents)
@@ -152,7 +164,7 @@ class LmdbStore(Store):
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, collection: str, entity_id: str, access: Access | None = None) -> Document | None:
-        env, documents, _, owners = self._open_all()
+        env, documents, _, owners, _ = self._open_all()
         try:
             key = self._key(env, collection, entity_id)
         except Rejected:
@@ -169,7 +181,7 @@ class LmdbStore(Store):
     def _fetch_page(
         self, collection: str, after: str | None, count: int, access: Access | None = None
     ) -> list[tuple[str, Document]]:
-        env, documents, _, owners = self._open_all()
+        env, documents, _, owners, _ = self._open_all()
         if not is_well_formed(collection):
             return []
         prefix = collection.encode() + SEPARATOR
