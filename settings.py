@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     # Connections each Redis client of a process may hold; more callers at once wait for one.
     # Mind the plan's limit (a managed Redis caps clients) times the processes and their clients.
     redis_max_connections: int = Field(default=50, ge=2, le=10_000)
+    # True: REDIS_URL names a node of a Redis Cluster (the client finds the others). Every key a
+    # script touches in one call is then in its partition's slot (docs/scaling.md says what
+    # changes: per-partition quota shares, the event relay, the Idempotency-Key's partition).
+    redis_cluster: bool = False
+    # A plain Redis for RQ's job queues, which do not run on a Redis Cluster. Unset: REDIS_URL.
+    queue_redis_url: str | None = None
+    # Replicas each accepted command must reach before its 202 (WAIT after each batch of accept
+    # calls, one round trip per batch): 0 answers once the master has it. Not answered in time
+    # (REDIS_WAIT_TIMEOUT_MS), the batch's writes are answered 503, though they may still apply.
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     # Prefix of every Redis key the gateway writes, so that several deployments can share a Redis.
     key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
 
@@ -203,6 +214,20 @@ class Settings(BaseSettings):
                 "APP_ENV=development runs in open dev mode, for a local machine only)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _queue_on_plain_redis(self) -> Settings:
+        if self.redis_cluster and not self.queue_redis_url:
+            raise ValueError(
+                "QUEUE_REDIS_URL must name a plain Redis when REDIS_CLUSTER=true (RQ's queues do not "
+                "run on a Redis Cluster)"
+            )
+        return self
+
+    @property
+    def queue_url(self) -> str:
+        """The Redis of RQ's job queues."""
+        return self.queue_redis_url or self.redis_url
 
     @property
     def open_dev_mode(self) -> bool:

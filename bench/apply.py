@@ -46,14 +46,24 @@ from bench.common import (
 )
 
 
-def product(workers: int, count: int, redis_url: str, database_url: str, policy: str | None = None) -> float:
-    """The product's commands/s; the CPU it cost per command goes to PRODUCT_CPU. With a
-    `policy`, the collection is declared with it and the backlog is half creates, then half
-    replaces of the same documents."""
+def product(
+    workers: int,
+    count: int,
+    redis_url: str,
+    database_url: str,
+    policy: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> float:
+    """The product's commands/s with `workers` worker processes on a backlog of `count`; the CPU
+    it cost per command goes to PRODUCT_CPU. With a `policy`, the collection is declared with it
+    and the backlog is half creates, then half replaces of the same documents. `settings`: more
+    of the environment (a Redis Cluster's, bench/cluster.py)."""
+    settings = settings or {}
     prefix = fresh_prefix()
     collection = f"{prefix}_docs"
     declared = {"collections": f"{collection}:{policy}"} if policy else {}
-    gw = gateway_for(prefix, redis_url, database_url, **declared)
+    extra = {k.lower(): v for k, v in settings.items()} | declared
+    gw = gateway_for(prefix, redis_url, database_url, **extra)
     gw.ensure_groups()
     pause_all(gw, 600)
     if policy:
@@ -61,7 +71,7 @@ def product(workers: int, count: int, redis_url: str, database_url: str, policy:
         fill(gw, collection, count - count // 2, op="replace")
     else:
         fill(gw, collection, count)
-    env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    env = {"KEY_PREFIX": prefix, "REDIS_URL": redis_url, "DATABASE_URL": database_url, **settings}
     env |= {"COLLECTIONS": declared["collections"]} if policy else {}
     try:
         with worker_processes(workers, env):

@@ -17,6 +17,7 @@ import orjson
 
 from gateway.accept import prepare
 from gateway.context import Gateway
+from gateway.redis_client import RoundTrip
 from plugins.store import Op
 from settings import load
 
@@ -193,14 +194,26 @@ def fill(gw: Gateway, collection: str, count: int, op: Op = "create") -> None:
     """Accept `count` commands (`op`, creates by default) on the distinct entities e0, e1, ...
     through the product's accept script, each with a request id as the web process gives every
     write (16 hex characters)."""
-    pipe = gw.redis.pipeline(transaction=False)
+    trip = RoundTrip(gw.redis)  # each call routed to its node on a Redis Cluster
     for i in range(count):
         document = orjson.loads(payload(i))
         call = prepare(gw, "bench", op, collection, f"e{i}", document, request_id=f"{i:016x}")
-        gw.scripts.run(call.script, client=pipe)
+        gw.scripts.queue(trip, call.script)
         if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+            _check(trip.send())
+            trip = RoundTrip(gw.redis)
+    _check(trip.send())
+
+
+def _check(replies: list[object]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def cluster_settings(queue_redis_url: str) -> dict[str, str]:
+    """The environment that puts a deployment's REDIS_URL on a Redis Cluster, RQ on `queue_redis_url`."""
+    return {"REDIS_CLUSTER": "true", "QUEUE_REDIS_URL": queue_redis_url}
 
 
 def backlog(gw: Gateway) -> int:
@@ -258,9 +271,9 @@ def wait_workers_ready(gw: Gateway, count: int, timeout: float = 30) -> None:
     """Wait until `count` RQ workers listen on the gateway's queue."""
     from rq import Queue, Worker
 
-    from gateway.redis_client import connect
+    from gateway.redis_client import connect_queue
 
-    raw = connect(gw.settings, decode=False)
+    raw = connect_queue(gw.settings)
     queue = Queue(gw.keys.rq_queue(), connection=raw)
     start = time.monotonic()
     while len(Worker.all(queue=queue)) < count:

@@ -23,6 +23,7 @@ from bench.common import (
     DEFAULT_DATABASE,
     DEFAULT_REDIS,
     clean,
+    cluster_settings,
     cpu_snapshot,
     cpu_used,
     fresh_prefix,
@@ -35,6 +36,7 @@ from bench.common import (
 )
 from gateway import record
 from gateway.ids import partition_of_command
+from gateway.redis_client import RoundTrip
 
 
 def send_steadily(port: int, rate: float, seconds: float, senders: int = 16) -> tuple[list[str], int]:
@@ -98,11 +100,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    parser.add_argument(
+        "--queue-redis-url", help="with it, --redis-url names a Redis Cluster node and RQ runs on this one"
+    )
     args = parser.parse_args()
     prefix = fresh_prefix()
     env = {"KEY_PREFIX": prefix, "REDIS_URL": args.redis_url, "DATABASE_URL": args.database_url}
     env["RATE_LIMIT_WRITES"] = "100000000/minute"  # counted as in production, never reached
-    gw = gateway_for(prefix, args.redis_url, args.database_url)
+    if args.queue_redis_url:
+        env |= cluster_settings(args.queue_redis_url)
+    gw = gateway_for(
+        prefix,
+        args.redis_url,
+        args.database_url,
+        redis_cluster=bool(args.queue_redis_url),
+        queue_redis_url=args.queue_redis_url,
+    )
     gw.ensure_groups()
     gw.stores.default.apply([])
     try:
@@ -112,12 +125,12 @@ def main() -> None:
             ids, late = send_steadily(int(base.rsplit(":", 1)[1]), args.rate, args.seconds)
             wait_drained(gw, timeout=120)
             cpu = cpu_used(before, cpu_snapshot())
-        pipe = gw.redis.pipeline(transaction=False)
+        trip = RoundTrip(gw.redis)
         for command_id in ids:
             partition = partition_of_command(command_id, gw.settings.partitions)
-            fields = [record.STATUS, record.ACCEPTED_AT, record.FINISHED_AT]
-            pipe.hmget(gw.keys.command(partition, command_id), fields)  # type: ignore[arg-type]
-        records = pipe.execute()
+            key = gw.keys.command(partition, command_id)
+            trip.command("HMGET", key, record.STATUS, record.ACCEPTED_AT, record.FINISHED_AT)
+        records = trip.send()
     finally:
         clean(gw)
         gw.close()

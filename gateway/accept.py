@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -97,11 +99,33 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+def _key_digest(user: str, key: str) -> str:
+    return hashlib.sha256(orjson.dumps([user, key])).hexdigest()
+
+
+def key_partition(user: str, key: str, partitions: int) -> int:
+    """The partition the user's Idempotency-Key picks: its record's on one Redis; on a cluster,
+    the partition a new entity of a POST with that key is made in (`new_entity_in`)."""
+    return int(_key_digest(user, key)[:8], 16) % partitions
+
+
 def idempotency_record(keys: Keys, user: str, key: str, partitions: int) -> str:
     """The Redis key of the user's Idempotency-Key record: the pair hashed (any user id, any key),
-    in the partition that hash picks."""
-    digest = hashlib.sha256(orjson.dumps([user, key])).hexdigest()
-    return keys.idempotency(int(digest[:8], 16) % partitions, digest)
+    in the partition that hash picks, so a retry finds it before it knows the entity."""
+    return keys.idempotency(key_partition(user, key, partitions), _key_digest(user, key))
+
+
+@dataclass(frozen=True)
+class SplitKey:
+    """On a Redis Cluster, an Idempotency-Key whose record is in another partition than the
+    command: checked by idempotency.lua around the accept call instead of inside it."""
+
+    partition: int  # the key's record's: the (user, key) pair's
+    digest: str  # the pair's hash, naming the record
+    user: str  # whose list of key records in that partition the record joins
+    fingerprint: str
+    ttl_seconds: int
+    accept_as: Callable[[str], scripts.ScriptCall]  # the accept call under another command id
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,7 @@ class AcceptCall:
     script: scripts.ScriptCall
     retry_after: int  # seconds left in the rate-limit window, for a refusal
     idempotency_key: str = ""
+    split_key: SplitKey | None = None
 
 
 def prepare(
@@ -135,16 +160,17 @@ def prepare(
     partition = partition_of(collection, entity_id, partitions)
     command_id = new_command_id(partition)
     key_record = idempotency_record(gw.keys, user, idempotency.key, partitions) if idempotency else None
+    split = gw.keys.cluster and key_record is not None and not key_record.startswith(gw.keys.tag(partition))
     window = limit.window(gw.keys, user, now) if limit else None
-    call = scripts.accept(
+    accept_as = functools.partial(
+        scripts.accept,
         gw.keys,
         partition,
-        command_id=command_id,
         entity_id=entity_id,
         record=record.new(op, collection, entity_id, user, payload, now, operator, request_id, claims),
         idempotency_ttl_seconds=gw.settings.idempotency_ttl_seconds,
-        idempotency_record=key_record,
-        fingerprint=idempotency.fingerprint if idempotency else "",
+        idempotency_record=None if split else key_record,
+        fingerprint=idempotency.fingerprint if idempotency and not split else "",
         write_counters=window.counters if window else None,
         write_limit=limit.amount if limit else 0,
         previous_window_weight=window.previous_weight if window else 0,
@@ -154,12 +180,24 @@ def prepare(
         now_ms=now,
         stats_field=stats.accepted_field(collection, op),
     )
+    split_key = None
+    if split and key_record and idempotency:
+        ttl = gw.settings.idempotency_ttl_seconds
+        split_key = SplitKey(
+            key_partition(user, idempotency.key, partitions),
+            _key_digest(user, idempotency.key),
+            user,
+            idempotency.fingerprint,
+            ttl,
+            lambda cid: accept_as(command_id=cid),
+        )
     return AcceptCall(
         command_id,
         entity_id,
-        call,
+        accept_as(command_id=command_id),
         retry_after=window.retry_after if window else 0,
         idempotency_key=idempotency.key if idempotency else "",
+        split_key=split_key,
     )
 
 
@@ -175,9 +213,12 @@ def accept(gw: Gateway, call: AcceptCall) -> Accepted:
     trips (gateway/pipelining.py).
     """
     started = time.perf_counter()
-    outcome = gw.accept_calls(call.script.keys, call.script.args)
+    if call.split_key is not None:
+        accepted = _accept_split(gw, call, call.split_key)
+    else:
+        accepted = answer(call, gw.accept_calls(call.script.keys, call.script.args))
     gw.process_report.observe_accept(time.perf_counter() - started)
-    return answer(call, outcome)
+    return accepted
 
 
 def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
@@ -194,3 +235,42 @@ def answer(call: AcceptCall, outcome: list[str]) -> Accepted:
     if outcome[0] == "backlog":
         raise BacklogFull()
     raise IdempotencyConflict(call.idempotency_key)
+
+
+def _accept_split(gw: Gateway, call: AcceptCall, key: SplitKey) -> Accepted:
+    """A keyed accept on a Redis Cluster whose key record is in another slot than the command:
+    the record is reserved for this command id (or names the first request's), the command is
+    accepted under the id it names (accept.lua writes an id at most once, so a retry after a
+    lost reply or a crash queues nothing twice), and the record is confirmed; a refused accept
+    releases the record, leaving nothing behind. See gateway/lua/idempotency.lua."""
+
+    def record(mode: str, command_id: str) -> Any:
+        return gw.scripts.run(
+            scripts.idempotency(
+                gw.keys,
+                key.partition,
+                digest=key.digest,
+                mode=mode,
+                command_id=command_id,
+                fingerprint=key.fingerprint,
+                entity_id=call.entity_id,
+                ttl_seconds=key.ttl_seconds,
+                user=key.user,
+                keys_kept=gw.accept_quotas.keys_kept(cluster=True),
+            )
+        )
+
+    reply = record("reserve", call.command_id)
+    if reply[0] == "conflict":
+        raise IdempotencyConflict(call.idempotency_key)
+    if reply[0] == "replay" and reply[3]:
+        return Accepted(command_id=reply[1], entity_id=reply[2], seq=None)
+    command_id = call.command_id if reply[0] == "reserved" else reply[1]
+    script = key.accept_as(command_id)
+    try:
+        accepted = answer(replace(call, command_id=command_id), gw.accept_calls(script.keys, script.args))
+    except (RateLimited, TooManyPending, BacklogFull):
+        record("release", command_id)
+        raise
+    record("confirm", command_id)
+    return accepted if reply[0] == "reserved" else replace(accepted, seq=None)

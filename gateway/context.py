@@ -10,7 +10,7 @@ import redis
 from gateway.keys import GROUP, Keys
 from gateway.pipelining import ScriptBatcher
 from gateway.process_report import ProcessReport
-from gateway.redis_client import connect
+from gateway.redis_client import ReplicaWait, connect, connect_queue
 from gateway.schemas import Collections
 from gateway.scripts import Quotas, Scripts
 from gateway.stores import StoreRouter
@@ -25,14 +25,23 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys(settings.key_prefix, cluster=settings.redis_cluster)
         self.redis: redis.Redis = connect(settings)
         self.scripts = Scripts(self.redis)
 
     @functools.cached_property
     def accept_calls(self) -> ScriptBatcher:
         """The accept script, called through auto-pipelining (see gateway/pipelining.py)."""
-        return ScriptBatcher(self.redis, self.scripts.script("accept"))
+        wait = ReplicaWait(self.settings.redis_wait_replicas, self.settings.redis_wait_timeout_ms)
+        return ScriptBatcher(self.redis, self.scripts.script("accept"), wait=wait)
+
+    @functools.cached_property
+    def queue_redis(self) -> redis.Redis:
+        """The plain Redis of RQ's queues (QUEUE_REDIS_URL), decoded: to read RQ's registries
+        (the gateway's own client when that is REDIS_URL)."""
+        if self.settings.queue_redis_url is None:
+            return self.redis
+        return connect_queue(self.settings, decode=True)
 
     @functools.cached_property
     def process_report(self) -> ProcessReport:
@@ -74,6 +83,8 @@ class Gateway:
         if "stores" in self.__dict__:
             self.stores.close()
         self.redis.close()
+        if "queue_redis" in self.__dict__ and self.queue_redis is not self.redis:
+            self.queue_redis.close()
 
 
 def ensure_group(client: redis.Redis, keys: Keys, partition: int) -> None:

@@ -217,6 +217,11 @@ def replay(gw: Gateway, letter: DeadLetter) -> Replayed:
         claims=dead.claims,
     )
     partition = partition_of(dead.collection, dead.entity_id, gw.settings.partitions)
+    if gw.keys.cluster and partition != letter.partition:  # one transaction reaches one slot
+        raise NotReplayed(
+            f"{letter.name} cannot be replayed on a Redis Cluster: PARTITIONS changed since it "
+            f"failed, and its command now goes to partition {partition}"
+        )
     record_key = gw.keys.command(partition, call.command_id)
     try:
         result = answer(call, _accept_and_forget(gw, letter, call, record_key))
@@ -243,7 +248,10 @@ def _accept_and_forget(gw: Gateway, letter: DeadLetter, call: AcceptCall, record
                 raise NoSuchDeadLetter(f"no dead letter {letter.name}")
             pipe.multi()
             for each in (call.script, forget):  # EVAL, not EVALSHA: a NOSCRIPT would split them
-                pipe.eval(gw.scripts.script(each.name).script, len(each.keys), *each.keys, *each.args)
+                # As a command: a cluster's pipeline refuses eval(); its MULTI runs in the one
+                # slot every key here is in, the letter's partition's.
+                script = gw.scripts.script(each.name).script
+                pipe.execute_command("EVAL", script, len(each.keys), *each.keys, *each.args)
             try:
                 outcome, _ = pipe.execute()
             except redis.WatchError:

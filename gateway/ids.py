@@ -38,6 +38,15 @@ def new_entity_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def new_entity_in(collection: str, partition: int, partitions: int) -> str:
+    """A fresh entity id of `collection` that falls in `partition` (one in `partitions` of them
+    does: `partitions` tries on average, each a UUID and a CRC-32)."""
+    while True:
+        entity_id = new_entity_id()
+        if partition_of(collection, entity_id, partitions) == partition:
+            return entity_id
+
+
 def seq_of(stream_id: str) -> int:
     """The acceptance sequence of a stream entry id `ms-n`, as one integer that orders like it.
 

@@ -1,7 +1,11 @@
 """Every Redis key the gateway writes, in one place.
 
 Keys of one partition share the hash tag `{prefix:p}`, so that the multi-key scripts touching a
-partition (accept, finish, retry) stay in one Redis Cluster slot.
+partition (accept, finish, retry) stay in one Redis Cluster slot. On one Redis, a user's pending
+set and finished list and the backlog counter are one per user or deployment; on a Redis Cluster
+(`cluster=True`) each is kept per partition, in its slot, and a finished command's event goes to
+the partition's outbox, from which gateway/notify/relay.py moves it to its owner's log and the
+deployment's outbox (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ class Keys:
     """Key names under one deployment prefix."""
 
     prefix: str = "gw"
+    cluster: bool = False  # REDIS_CLUSTER: the per-user and per-deployment counts go per partition
 
     def tag(self, partition: int) -> str:
         return f"{{{self.prefix}:{partition}}}"
@@ -86,9 +91,13 @@ class Keys:
         partition: a retry finds the record before it knows which entity it is about."""
         return f"{self.tag(partition)}:idem:{digest}"
 
-    def idempotency_keys(self, user: str) -> str:
+    def idempotency_keys(self, user: str, partition: int) -> str:
         """List of the record keys of the user's Idempotency-Keys, newest first: accept.lua
-        deletes the records beyond IDEMPOTENCY_KEYS_PER_USER. Expires with the records."""
+        deletes the records beyond IDEMPOTENCY_KEYS_PER_USER. Expires with the records. On a
+        cluster, one per user and partition of the records (accept.lua's or idempotency.lua's
+        call), holding the partition's share of the cap."""
+        if self.cluster:
+            return f"{self.tag(partition)}:idemkeys:{user}"
         return f"{self.prefix}:idemkeys:{user}"
 
     def write_window(self, user_digest: str, window: int) -> str:
@@ -101,22 +110,51 @@ class Keys:
         `limits` library adds `:{LIMITER/<user digest>/<scope>/<limit>}` (and `/-1`)."""
         return f"{self.prefix}:ratelimit"
 
-    def pending(self, user: str) -> str:
+    def pending(self, user: str, partition: int) -> str:
         """Sorted set of the user's unfinished command ids, scored by acceptance time (ms): added
         by accept.lua (refused past MAX_PENDING_PER_USER), removed by finish.lua. Empty, it is
-        gone; it also expires STATUS_TTL_SECONDS after the user's last accept or finish."""
+        gone; it also expires STATUS_TTL_SECONDS after the user's last accept or finish. On a
+        cluster, one per user and partition, holding the partition's share of the quota."""
+        if self.cluster:
+            return f"{self.tag(partition)}:pending:{user}"
         return f"{self.prefix}:pending:{user}"
 
-    def backlog(self) -> str:
+    def backlog(self, partition: int) -> str:
         """Counter of unfinished commands in all (MAX_BACKLOG): counted up by accept.lua, down by
         finish.lua as it deletes a stream entry, and recounted from the streams' lengths now and
-        then (see accept.lua), so that it cannot drift for long."""
+        then (see accept.lua), so that it cannot drift for long. On a cluster, one per partition,
+        recounted from its own stream, against the partition's share of MAX_BACKLOG."""
+        if self.cluster:
+            return f"{self.tag(partition)}:backlog"
         return f"{self.prefix}:backlog"
 
-    def finished(self, user: str) -> str:
+    def finished(self, user: str, partition: int) -> str:
         """List of the record keys of the user's finished commands, newest first: finish.lua
-        deletes the records beyond STATUS_RECORDS_PER_USER. Expires with the records."""
+        deletes the records beyond STATUS_RECORDS_PER_USER (on a cluster, one list per user and
+        partition, with the partition's share). Expires with the records."""
+        if self.cluster:
+            return f"{self.tag(partition)}:finished:{user}"
         return f"{self.prefix}:finished:{user}"
+
+    def event_log(self, user: str, partition: int) -> str:
+        """Where finish.lua writes a finished command's event: its owner's log on one Redis; on a
+        cluster the partition's outbox (the relay then writes the log), which finish.lua takes as
+        the sign not to write a log itself."""
+        if self.cluster:
+            return self.partition_outbox(partition)
+        return self.events(user)
+
+    def finish_outbox(self, partition: int) -> str:
+        """The outbox finish.lua writes: the deployment's on one Redis, the partition's on a cluster."""
+        if self.cluster:
+            return self.partition_outbox(partition)
+        return self.outbox()
+
+    def partition_outbox(self, partition: int) -> str:
+        """On a Redis Cluster, stream of the partition's finished commands' events (`u` owner, `e`
+        event) not yet relayed to their owners' logs and the outbox: written by finish.lua,
+        emptied by gateway/notify/relay.py under the partition's lease."""
+        return f"{self.tag(partition)}:outbox"
 
     def events(self, user: str) -> str:
         """Stream of the user's notification events, bounded, replayable by id."""

@@ -5,6 +5,9 @@ Two round trips, whatever the number of partitions and processes: the first read
 clock (TIME: every age is measured on it, never on the reading machine's), every partition's
 keys, and the registries of RQ workers and of web processes; the second, whether each
 registered worker is still alive and what each web process reported (gateway/process_report.py).
+With RQ on its own Redis (QUEUE_REDIS_URL, as on a Redis Cluster) its registry and workers are
+read there, one round trip each more. On a cluster each round trip is one pipeline of the
+cluster client, each command sent to the node serving its key.
 """
 
 from __future__ import annotations
@@ -81,11 +84,15 @@ def read(gw: Gateway) -> PipelineState:
         trip.command("XLEN", keys.dead(p))
         trip.command("GET", keys.dead_trimmed(p))
         trip.command("HGETALL", keys.stats(p))
-    trip.command("SMEMBERS", WORKERS_BY_QUEUE_KEY % keys.rq_queue())
+    registry = WORKERS_BY_QUEUE_KEY % keys.rq_queue()
+    queue_apart = gw.queue_redis is not gw.redis  # QUEUE_REDIS_URL: RQ on its own Redis
+    if not queue_apart:
+        trip.command("SMEMBERS", registry)
     trip.command("SMEMBERS", keys.web_processes())
     replies = checked(trip.send())
     seconds, micros = replies[0]
-    worker_keys, web_names = sorted(replies[-2]), sorted(replies[-1])
+    web_names = sorted(replies[-1])
+    worker_keys = sorted(gw.queue_redis.smembers(registry) if queue_apart else replies[-2])
     rows = []
     for p in partitions:
         backlog, first, lease, pause_ms, dead, trimmed, stats = replies[1 + 7 * p : 8 + 7 * p]
@@ -112,19 +119,28 @@ def _processes(gw: Gateway, worker_keys: list[str], web_names: list[str]) -> tup
     streams: Counter[str] = Counter()
     if not worker_keys and not web_names:
         return [], streams
+    queue_apart = gw.queue_redis is not gw.redis
     trip = RoundTrip(gw.redis)
-    for key in worker_keys:
-        trip.command("EXISTS", key)
+    if queue_apart:
+        queue_trip = RoundTrip(gw.queue_redis)
+        for key in worker_keys:
+            queue_trip.command("EXISTS", key)
+        alive = checked(queue_trip.send()) if worker_keys else []
+    else:
+        for key in worker_keys:
+            trip.command("EXISTS", key)
     for name in web_names:
         trip.command("HGETALL", gw.keys.web_process(name))
     replies = checked(trip.send())
-    alive = replies[: len(worker_keys)]
+    if not queue_apart:
+        alive = replies[: len(worker_keys)]
+        replies = replies[len(worker_keys) :]
     workers = [
         key.removeprefix(Worker.redis_worker_namespace_prefix)
         for key, exists in zip(worker_keys, alive, strict=True)
         if exists
     ]
-    for report in replies[len(worker_keys) :]:
+    for report in replies:
         for field, value in report.items():
             if field.startswith(STREAMS_FIELD):
                 streams[field.removeprefix(STREAMS_FIELD)] += int(value)

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from gateway.redis_client import RoundTrip
+from gateway.redis_client import ReplicaWait, RoundTrip, is_cluster
 
 # Enough to fill a few TCP segments; a larger backlog goes out as several batches in a row.
 MAX_BATCH = 256
@@ -56,14 +56,18 @@ class _Call:
 class ScriptBatcher:
     """Calls of `script` on `client`, sent in batches by whichever caller finds the line free."""
 
-    def __init__(self, client: redis.Redis, script: Script, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, client: redis.Redis, script: Script, max_batch: int = MAX_BATCH, wait: ReplicaWait | None = None
+    ) -> None:
         self._client = client
+        self._wait = wait  # REDIS_WAIT_REPLICAS: one WAIT per batch, after its calls
         self._script = script
         self._max_batch = max_batch
         self._queue: deque[_Call] = deque()
         self._sending = threading.Lock()
         # Batches go out one at a time (under `_sending`), so the batcher keeps one connection
-        # of the pool for them instead of taking one and giving it back for every batch.
+        # of the pool for them instead of taking one and giving it back for every batch (on one
+        # Redis; a cluster's batch goes to each master on the cluster client's own connections).
         self._connection: Any = None
         self.batches = 0  # batches sent, and the calls in them: the mean batch size, for benchmarks
         self.calls = 0
@@ -106,9 +110,9 @@ class ScriptBatcher:
 
     def _send(self, batch: list[_Call]) -> None:
         try:
-            if self._connection is None:
+            if self._connection is None and not is_cluster(self._client):
                 self._connection = self._client.connection_pool.get_connection()
-            trip = RoundTrip(self._client, self._connection)
+            trip = RoundTrip(self._client, self._wait, self._connection)
             for call in batch:
                 trip.script(self._script, call.keys, call.args)
             replies = trip.send()  # a script Redis lost (restart, flush) is loaded and resent

@@ -7,8 +7,10 @@ a `ScriptCall`: `Scripts.run` sends it alone, `Scripts.queue` adds it to a `Roun
 other calls, and the web process's auto-pipelining (gateway/pipelining.py) sends the accept
 calls' keys and args in batches.
 
-Keys of one partition share a hash tag (gateway/keys.py), so every script but `finish` (which
-also writes the owner's events and the outbox) stays in one Redis Cluster slot.
+Keys of one partition share a hash tag (gateway/keys.py). On a Redis Cluster (`Keys.cluster`)
+every key a call names is in its partition's slot: the quotas' counts are the partition's own
+(with its share of each limit, `Quotas.for_partition`), and `finish` writes the partition's
+outbox instead of the owner's event log and the deployment's outbox.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.redis_client import RoundTrip
 LUA = Path(__file__).with_name("lua")
 NAMES = (
     "accept",
+    "idempotency",
     "finish",
     "retry",
     "read",
@@ -77,6 +80,26 @@ class Quotas:
     pending_ttl_seconds: int = 7 * 24 * 3600
     partitions: int = 1
 
+    def for_partition(self, cluster: bool) -> tuple[int, int, int | str]:
+        """The limits and the recount's partitions one accept call checks: on one Redis, the
+        whole limits and every partition's stream; on a cluster, where a call reaches one slot,
+        the partition's share of each limit (rounded up) and '' (its own stream's length)."""
+        if not cluster:
+            return self.max_pending_per_user, self.max_backlog, self.partitions
+        return share(self.max_pending_per_user, self.partitions), share(self.max_backlog, self.partitions), ""
+
+    def keys_kept(self, cluster: bool) -> int:
+        """The Idempotency-Key records one list keeps: the user's on one Redis; on a cluster,
+        where each partition keeps the user's records it holds, the partition's share."""
+        if not cluster:
+            return self.idempotency_keys_per_user
+        return share(self.idempotency_keys_per_user, self.partitions)
+
+
+def share(limit: int, partitions: int) -> int:
+    """A partition's share of a deployment-wide limit, rounded up (0 stays no limit)."""
+    return -(-limit // partitions)
+
 
 def accept(
     keys: Keys,
@@ -109,6 +132,7 @@ def accept(
     record_key = keys.command(partition, command_id)
     current, previous = write_counters or (record_key, record_key)
     quotas = quotas or Quotas()
+    max_pending, max_backlog, recount = quotas.for_partition(keys.cluster)
     return ScriptCall(
         "accept",
         [
@@ -117,10 +141,10 @@ def accept(
             idempotency_record or record_key,
             current,
             previous,
-            keys.pending(user),
-            keys.backlog(),
+            keys.pending(user, partition),
+            keys.backlog(partition),
             keys.stats(partition),
-            keys.idempotency_keys(user) if idempotency_record else record_key,
+            keys.idempotency_keys(user, partition) if idempotency_record else record_key,
         ],
         [
             command_id,
@@ -130,16 +154,42 @@ def accept(
             write_limit,
             previous_window_weight,
             counter_ttl_seconds,
-            quotas.max_pending_per_user,
-            quotas.max_backlog,
+            max_pending,
+            max_backlog,
             now_ms,
             quotas.pending_ttl_seconds,
             keys.prefix,
-            quotas.partitions,
+            recount,
             stats_field,
-            quotas.idempotency_keys_per_user,
+            quotas.keys_kept(keys.cluster),
             *record,
         ],
+    )
+
+
+def idempotency(
+    keys: Keys,
+    partition: int,
+    *,
+    digest: str,
+    mode: str,
+    command_id: str,
+    fingerprint: str,
+    entity_id: str,
+    ttl_seconds: int,
+    user: str,
+    keys_kept: int,
+) -> ScriptCall:
+    """idempotency.lua (a Redis Cluster's keyed accept whose key record is in another slot than
+    the command): `mode` 'reserve', 'confirm' or 'release' the record `digest` names in
+    `partition` for `command_id`; a reserved record joins `user`'s list of key records in that
+    partition, which keeps `keys_kept` (0: all). KEYS: the record, the list. ARGV: mode, command
+    id, fingerprint, entity id, TTL, records kept."""
+    record = keys.idempotency(partition, digest)
+    return ScriptCall(
+        "idempotency",
+        [record, keys.idempotency_keys(user, partition)],
+        [mode, command_id, fingerprint, entity_id, ttl_seconds, keys_kept],
     )
 
 
@@ -195,8 +245,8 @@ def finish(
         keys.lease(partition),
         keys.stream(partition),
         keys.dead(partition),
-        keys.outbox(),
-        keys.backlog(),
+        keys.finish_outbox(partition),
+        keys.backlog(partition),
         keys.dead_trimmed(partition),
         keys.stats(partition),
     ]
@@ -206,9 +256,9 @@ def finish(
         user = command.user
         script_keys += [
             keys.command(partition, command.command_id),
-            keys.events(user),
-            keys.pending(user),
-            keys.finished(user),
+            keys.event_log(user, partition),
+            keys.pending(user, partition),
+            keys.finished(user, partition),
         ]
         args += [command.entry_id, command.command_id, command.status, command.error, command.attempts]
         args += [command.error_type, command.detail]

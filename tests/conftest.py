@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from app import create_app
-from tests.support import ROOT, services
+from gateway.redis_client import disconnect
+from tests.support import ROOT, cluster, services
 from tests.support import browser as chromium
 from tests.support.api import SECRET, RedisKeys
 from tests.support.notify import KEEPALIVE_SECONDS, LiveServer
@@ -36,10 +36,39 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("APP_ENV", "test")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cluster lane (GATEWAY_TEST_CLUSTER=1) leaves out the tests of one Redis's own
+    properties; the other runs leave out the tests that need the cluster. Deselected, so the
+    summary counts them."""
+    left_out = "one_redis" if cluster.ENABLED else "cluster"
+    deselected = [item for item in items if item.get_closest_marker(left_out)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker(left_out)]
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A real Redis (REDIS_TEST_URL, default db 15 of the local server)."""
+def queue_redis_url() -> str:
+    """A real plain Redis (REDIS_TEST_URL, default db 15 of the local server): RQ's, and the
+    gateway's too outside the cluster lane."""
     return services.require_redis()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[cluster.Cluster | None]:
+    """The cluster lane's loopback Redis Cluster (GATEWAY_TEST_CLUSTER=1), else None."""
+    if not cluster.ENABLED:
+        yield None
+        return
+    started = cluster.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(queue_redis_url: str, redis_cluster: cluster.Cluster | None) -> str:
+    """The gateway's Redis: the plain one, or in the cluster lane the cluster."""
+    return redis_cluster.url if redis_cluster else queue_redis_url
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +79,18 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
+def prefix(redis_url: str, queue_redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test's own; its keys are deleted afterwards."""
     value = "t" + secrets.token_hex(4)
     yield value
-    client = redis.Redis.from_url(redis_url)
-    for pattern in (f"{{{value}:*", f"{value}:*", f"rq:*{value}-apply*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    for url in {redis_url, queue_redis_url}:
+        client = services.client(url)
+        for pattern in (f"{{{value}:*", f"{value}:*", f"rq:*{value}-apply*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+        disconnect(client)  # every node's connections (a cluster client's close() may leave some)
+        client.close()
 
 
 @pytest.fixture
@@ -68,9 +99,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings_env(redis_url: str, prefix: str, sqlite_url: str) -> dict[str, str]:
-    """Environment for gateway processes of this test: its Redis prefix and fast timings."""
-    return {
+def settings_env(redis_url: str, queue_redis_url: str, prefix: str, sqlite_url: str) -> dict[str, str]:
+    """Environment for gateway processes of this test: its Redis prefix and fast timings (in the
+    cluster lane, the cluster with RQ's queues on the plain Redis)."""
+    lane = {"REDIS_CLUSTER": "true", "QUEUE_REDIS_URL": queue_redis_url} if cluster.ENABLED else {}
+    return lane | {
         "REDIS_URL": redis_url,
         "KEY_PREFIX": prefix,
         "DATABASE_URL": sqlite_url,

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from rq.timeouts import BaseTimeoutException
 
-from gateway.redis_client import RoundTrip
+from gateway.redis_client import RoundTrip, read_streams
 from workers import runtime
 from workers.apply import Result, apply_ready, describe
 from workers.lease import Lease
@@ -304,4 +304,4 @@ class DrainJob:
         pass (False). Each stream is read after the newest entry its last read found, so none is
         missed."""
         streams = {h.stream.key: h.stream.newest for h in idle}
-        return bool(self.gw.redis.xread(streams, count=1, block=max(1, int(seconds * 1000))))
+        return bool(read_streams(self.gw.redis, streams, count=1, block_ms=max(1, int(seconds * 1000))))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from gateway import record, scripts
 from gateway.context import Gateway
+from gateway.notify.relay import relay
 from gateway.public_errors import message
 from settings import Settings
 from workers.apply import Result
@@ -217,7 +218,11 @@ class Outcomes:
                 bounds=scripts.DeadLetterBounds(
                     per_partition=-(-settings.max_dead_letters // settings.partitions),
                     payload_bytes=settings.max_dead_letter_payload_bytes,
-                    records_per_user=settings.status_records_per_user,
+                    records_per_user=(  # on a cluster, the list is per partition: its share
+                        scripts.share(settings.status_records_per_user, settings.partitions)
+                        if self.gw.keys.cluster
+                        else settings.status_records_per_user
+                    ),
                 ),
             )
             reply = self.gw.scripts.run(call)
@@ -236,6 +241,8 @@ class Outcomes:
                 )
             for entry, result in decisions.finished_results[start : start + FINISH_CHUNK]:
                 log_finished(entry, result)
+        if self.gw.keys.cluster:  # the events wait in the partition's outbox: to their owners now
+            relay(self.gw, self.partition)
         self.applied += sum(1 for command in finished if command.status == record.APPLIED)
         self.failed += sum(1 for command in finished if command.status == record.FAILED)
         return True

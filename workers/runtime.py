@@ -14,7 +14,7 @@ from rq import Queue, Worker
 
 from gateway import scripts
 from gateway.context import Gateway
-from gateway.redis_client import Outage, RoundTrip, connect
+from gateway.redis_client import Outage, RoundTrip, connect_queue
 from settings import Settings, load
 from workers.lease import Leases
 
@@ -35,7 +35,7 @@ class Runtime:
         # worker name whose previous owner died without saying so (for ~8 minutes).
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.leases = Leases(self.gw, self.name)
-        self.rq_redis = connect(settings, decode=False)
+        self.rq_redis = connect_queue(settings)  # RQ runs on a plain Redis, a cluster or not
         self.queue = Queue(self.gw.keys.rq_queue(), connection=self.rq_redis)
         # Push notification jobs (FCM sends), after the drain jobs in the RQ worker's order.
         self.push_queue = Queue(self.gw.keys.push_queue(), connection=self.rq_redis)

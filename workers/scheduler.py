@@ -1,10 +1,11 @@
 """Queues drain jobs: at once when a stream receives a command, and by a periodic scan.
 
 The wake-up is a blocking XREAD on every partition stream, from the last entry it has seen of
-each, so nothing added between two reads goes unseen. A busy stream would otherwise wake it for
-every command (a kick each time, though a drain job is already on the partition and takes the
-new entries itself): after a wake-up it waits WAKE_GATHER_SECONDS, and the next read returns
-everything that came in meanwhile, in one wake-up.
+each, so nothing added between two reads goes unseen (on a Redis Cluster, where one XREAD
+reaches one slot, a poll of them all every 10 ms: gateway.redis_client.read_streams). A busy
+stream would otherwise wake it for every command (a kick each time, though a drain job is
+already on the partition and takes the new entries itself): after a wake-up it waits
+WAKE_GATHER_SECONDS, and the next read returns everything that came in meanwhile, in one wake-up.
 
 The scan is the safety net that finds what a wake-up cannot see: partitions whose worker died
 (lease expired), retries that came due, a store that came back, a queued job that was lost.
@@ -18,7 +19,7 @@ import time
 
 import redis
 
-from gateway.redis_client import Outage, connect
+from gateway.redis_client import Outage, connect, read_streams
 from workers.runtime import Runtime
 
 log = logging.getLogger("gateway.scheduler")
@@ -50,7 +51,7 @@ class Scheduler(threading.Thread):
                     self.rt.kick_all()
                     next_scan = time.monotonic() + self.interval
                 block_ms = max(1, int((next_scan - time.monotonic()) * 1000))
-                replies = listener.xread(seen, count=WAKE_READ_COUNT, block=block_ms) or []
+                replies = read_streams(listener, seen, count=WAKE_READ_COUNT, block_ms=block_ms)
                 for stream, entries in replies:
                     seen[stream] = entries[-1][0]
                 outage.up()

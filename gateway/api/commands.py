@@ -18,6 +18,7 @@ from gateway.accept import (
     RateLimited,
     TooManyPending,
     accept,
+    key_partition,
     prepare,
 )
 from gateway.access import may_write_at_once
@@ -49,7 +50,7 @@ from gateway.api.openapi import (
     problem,
     ref,
 )
-from gateway.ids import new_entity_id
+from gateway.ids import new_entity_id, new_entity_in
 from gateway.problems import Problem
 from gateway.record import status_of
 from gateway.validation import (
@@ -76,6 +77,17 @@ IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)  # printable ASCII, 1 to 2
 
 bp.before_request(authenticate)
 bp.before_request(rate_limits.check)  # after authentication: counted per user
+
+
+def _new_entity(collection: str) -> str:
+    """A new entity's id. On a Redis Cluster, with an Idempotency-Key, one in the key's
+    partition: a retry then looks its first command's record up in the same slot."""
+    gw = gateway()
+    key = request.headers.get("Idempotency-Key")
+    if not (key and gw.keys.cluster):
+        return new_entity_id()
+    partitions = gw.settings.partitions
+    return new_entity_in(collection, key_partition(current_identity().user, key, partitions), partitions)
 
 
 def _idempotency(body: dict[str, Any] | None) -> Idempotency | None:
@@ -249,7 +261,7 @@ ALL_PROBLEMS = ("400", "403", "404", "413", "415", "422", "431", "503")
 def create(collection: str) -> Response:
     check_collection_exists(collection)
     body = json_object(request, JSON_TYPES, body_limits())
-    entity_id = check_entity_id(body["id"]) if "id" in body else new_entity_id()
+    entity_id = check_entity_id(body["id"]) if "id" in body else _new_entity(collection)
     document = _without_id(body, entity_id)
     _check_write("create", collection, entity_id, document)
     _check_document("create", collection, entity_id, document)

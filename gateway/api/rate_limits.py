@@ -9,6 +9,9 @@ the limit is refused with 429 problem JSON and `Retry-After`.
 Reads are counted by `limits` (one Lua script on the gateway's connection pool). Writes are
 counted by the accept script itself (`gateway.accept.WriteLimit`), the same algorithm in the
 same round trip as the command: a write stays one call to Redis, and a refused one writes nothing.
+On a Redis Cluster the user's counters are in another slot than the command's partition, so
+`limits` counts writes too (one round trip more per write; a replayed or refused write is
+counted, as the accept script counts it on one Redis).
 
 A write's body bytes beyond its first WRITE_BYTES_FREE count against RATE_LIMIT_WRITE_BYTES, from
 its Content-Length (a chunked body, of unknown length, counts as MAX_BODY_BYTES), before the body
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, request
 from limits import RateLimitItem, parse
-from limits.storage import RedisStorage
+from limits.storage import RedisClusterStorage, RedisStorage, Storage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.accept import WriteLimit
@@ -50,15 +53,16 @@ class RateLimits:
     limiter: SlidingWindowCounterRateLimiter
     writes: RateLimitItem | None
     reads: RateLimitItem | None
+    writes_counted_here: bool = False  # on a Redis Cluster: not by the accept script
     write_bytes: RateLimitItem | None = None
 
     def write_limit(self) -> WriteLimit | None:
-        """The write limit, for the accept script to count."""
+        """The write limit, for the accept script to count (None: it counts none)."""
         return self._write_limit
 
     @functools.cached_property
     def _write_limit(self) -> WriteLimit | None:
-        if self.writes is None:
+        if self.writes is None or self.writes_counted_here:
             return None
         return WriteLimit(self.writes.amount, self.writes.get_expiry())
 
@@ -83,12 +87,11 @@ class RateLimits:
         )
 
     def check(self, user: str, method: str) -> None:
-        """Count a read against the user's limit; Problem 429 when it is past it. (Writes are
-        counted by the accept script.)"""
-        if method in WRITES:
+        """Count a read (on a cluster, any call) against the user's limit; Problem 429 when it
+        is past it. (On one Redis, writes are counted by the accept script.)"""
+        if method in WRITES and not self.writes_counted_here:
             return
-        scope = "reads"
-        item = self.reads
+        scope, item = ("writes", self.writes) if method in WRITES else ("reads", self.reads)
         if item is None:
             return
         who = hashlib.blake2b(user.encode(), digest_size=12).hexdigest()  # any id, a plain key
@@ -129,26 +132,35 @@ def too_many(item: RateLimitItem, scope: str, wait: int) -> Problem:
 def init_app(app: Flask) -> None:
     gw = app.extensions["gateway"]
     settings = gw.settings
-    storage = RedisStorage(
-        settings.redis_url, connection_pool=gw.redis.connection_pool, key_prefix=gw.keys.rate_limits()
-    )
+    storage: Storage
+    if settings.redis_cluster:
+        tls = settings.redis_url.startswith("rediss://")
+        url = "redis+cluster://" + settings.redis_url.split("://", 1)[1]
+        storage = RedisClusterStorage(url, key_prefix=gw.keys.rate_limits(), ssl=tls)
+    else:
+        storage = RedisStorage(
+            settings.redis_url, connection_pool=gw.redis.connection_pool, key_prefix=gw.keys.rate_limits()
+        )
     app.extensions["rate_limits"] = RateLimits(
         SlidingWindowCounterRateLimiter(storage),
         parse(settings.rate_limit_writes) if settings.rate_limit_writes else None,
         parse(settings.rate_limit_reads) if settings.rate_limit_reads else None,
-        parse(settings.rate_limit_write_bytes) if settings.rate_limit_write_bytes else None,
+        writes_counted_here=settings.redis_cluster,
+        write_bytes=parse(settings.rate_limit_write_bytes) if settings.rate_limit_write_bytes else None,
     )
 
 
 def check() -> None:
     """A blueprint's before_request, after authentication: count this call for its user (a
-    write is counted by the accept script; its body's bytes here, before it is read)."""
+    write is counted by the accept script, on a cluster here; its body's bytes here, before it
+    is read)."""
     method = request.method
     if method == "OPTIONS":
         return
     limits: RateLimits = current_app.extensions["rate_limits"]
-    if method not in WRITES:
+    if method not in WRITES or limits.writes_counted_here:
         limits.check(current_user(), method)
+    if method not in WRITES:
         return
     size = request.content_length
     if size is None and request.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":

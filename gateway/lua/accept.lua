@@ -11,9 +11,11 @@
 -- ARGV[3] entity id, ARGV[4] how long the key's record is kept (s), ARGV[5] writes allowed per
 -- window (0: no limit), ARGV[6] weight of the previous window (the share of it still inside the
 -- sliding window), ARGV[7] counter TTL (s), ARGV[8] MAX_PENDING_PER_USER, ARGV[9] MAX_BACKLOG,
--- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions,
+-- ARGV[10] now (ms), ARGV[11] pending set TTL (s), ARGV[12] key prefix, ARGV[13] partitions
+-- whose streams the backlog counts ('' on a Redis Cluster: KEYS[2] alone, the partition's own),
 -- ARGV[14] the stats field counting this accept (`acc|<collection>|<op>`; '': not counted),
--- ARGV[15] the key records kept per user (0: all; beyond it the oldest are deleted), ARGV[16..]
+-- ARGV[15] the key records kept per user (0: all; beyond it the oldest are deleted; on a Redis
+-- Cluster KEYS[9] is the user's list in the partition, with its share), ARGV[16..]
 -- field/value pairs of the record.
 -- Returns {'accepted', stream entry id} (the command's acceptance sequence); {'limited'} when
 -- the user is past the rate limit; {'replay', command id, entity id} when the key came before
@@ -77,7 +79,10 @@ if max_backlog > 0 then
   local backlog = tonumber(redis.call('GET', KEYS[7]) or '0')
   if backlog >= max_backlog or backlog % 1024 == 0 then
     backlog = 0
-    for p = 0, tonumber(ARGV[13]) - 1 do
+    if ARGV[13] == '' then
+      backlog = redis.call('XLEN', KEYS[2])
+    end
+    for p = 0, (tonumber(ARGV[13]) or 0) - 1 do
       backlog = backlog + redis.call('XLEN', '{' .. ARGV[12] .. ':' .. p .. '}:stream')
     end
     redis.call('SET', KEYS[7], backlog)

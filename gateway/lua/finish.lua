@@ -1,7 +1,8 @@
 -- Finish commands whose write is committed (applied) or given up (failed), in one step:
 -- status, notification event, dead letter (failed), the quotas' counts, then XACK and XDEL of
 -- the stream entry. Refused (returns 0) when the caller no longer holds the partition lease.
--- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, KEYS[4] outbox, KEYS[5] backlog
+-- KEYS[1] lease, KEYS[2] stream, KEYS[3] dead-letter stream, KEYS[4] outbox (on a Redis Cluster
+-- the partition's, also named as every owner's event stream: the relay writes the logs), KEYS[5] backlog
 -- counter, KEYS[6] counter of trimmed dead letters, KEYS[7] the partition's counters (stats),
 -- then per command: command record, and its owner's event stream, pending set and list of
 -- finished records
@@ -94,8 +95,11 @@ for i = 0, count - 1 do
     if err ~= '' then event.error = err end
     if error_type ~= '' then event.error_type = error_type end
     local body = cjson.encode(event)
-    local event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
-    redis.call('EXPIRE', events, ARGV[4])  -- a user gone quiet leaves no stream behind
+    local event_id = ''
+    if events ~= KEYS[4] then  -- else a Redis Cluster's: the relay writes the log (gateway/notify/relay.py)
+      event_id = redis.call('XADD', events, 'MAXLEN', '~', ARGV[5], '*', 'e', body)
+      redis.call('EXPIRE', events, ARGV[4])  -- a user gone quiet leaves no stream behind
+    end
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'u', r[4], 'i', event_id, 'e', body, unpack(context))
     local took = math.max(0, tonumber(ARGV[3]) - tonumber(r[7] or ARGV[3]))
     redis.call('HINCRBY', KEYS[7], 'fin|' .. r[2] .. '|' .. r[1] .. '|' .. status, 1)

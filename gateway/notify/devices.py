@@ -30,6 +30,13 @@ BODY_LIMITS = BodyLimits(max_depth=2, max_members=16)  # {"token": "..."} and ro
 
 def _registry() -> DeviceRegistry:
     gw = current_app.extensions["gateway"]
+    if gw.keys.cluster:  # a token's owner and the user's set change in one transaction: one slot
+        raise Problem(
+            501,
+            "Not Implemented",
+            "Push notification devices are not kept on a Redis Cluster yet (docs/scaling.md).",
+            slug="devices-not-on-cluster",
+        )
     return DeviceRegistry(gw.redis, gw.keys)
 
 

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.notify.event_log import newest_id, read_log
-from gateway.redis_client import Outage, connect
+from gateway.redis_client import Outage, connect, disconnect, is_cluster
 from plugins.events import Event, id_order
 
 if TYPE_CHECKING:
@@ -123,11 +123,12 @@ class Hub:
         # does not retry inside redis-py: after an error it reads again from where it was, and
         # has the connections read their logs, which a retried command would not do.
         self._listen_client = connect(gw.settings)
-        # Set before its first connection (set_retry itself fails on a BlockingConnectionPool).
-        # The name tells the connection apart in CLIENT LIST.
-        self._listen_client.get_connection_kwargs().update(
-            retry=Retry(NoBackoff(), 0), client_name=f"{gw.keys.prefix}:notify-listener"
-        )
+        if not is_cluster(self._listen_client):  # the cluster client follows the outbox's master itself
+            # Set before its first connection (set_retry itself fails on a BlockingConnectionPool).
+            # The name tells the connection apart in CLIENT LIST.
+            self._listen_client.get_connection_kwargs().update(
+                retry=Retry(NoBackoff(), 0), client_name=f"{gw.keys.prefix}:notify-listener"
+            )
 
     def subscribe(self, user: str, last_event_id: str | None, channel: str) -> Subscription:
         """A subscription to the user's events after `last_event_id` (None: after the newest),
@@ -174,7 +175,7 @@ class Hub:
     def close(self) -> None:
         """`shutdown`, then end the listener's blocking read and wait for it to end."""
         self.shutdown()
-        self._listen_client.connection_pool.disconnect()
+        disconnect(self._listen_client)
         if self._listener is not None:
             self._listener.join(LISTEN_BLOCK_MS / 1000 + 5)
         self._listen_client.close()

@@ -157,6 +157,7 @@ def test_concurrent_retries_enqueue_one_command(make_app: Any) -> None:
     assert stream_entries(app) == list(command_ids)
 
 
+@pytest.mark.one_redis  # on a cluster, the write rate limit is a round trip of its own
 @pytest.mark.parametrize("key", [None, "one-trip"])
 def test_an_accept_is_one_redis_round_trip(client: Any, monkeypatch: Any, key: str | None) -> None:
     """The key's check and the command's write are the one accept script, with a key or without:

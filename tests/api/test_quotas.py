@@ -37,6 +37,9 @@ SMALL = {
     "idempotency_keys_per_user": 3,
 }
 
+# The counts as one Redis keeps them (per user and per deployment); a cluster's are per partition.
+pytestmark = pytest.mark.one_redis
+
 
 @pytest.fixture
 def gw() -> Iterator[Gateway]:
@@ -98,9 +101,9 @@ def test_finishing_frees_the_users_quota_once_even_if_finished_twice(gw: Gateway
     for entity_id in entity_ids(0, 3):
         write(gw, "alice", entity_id)
     finish(gw, 0, APPLIED)
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 0
-    assert gw.redis.get(gw.keys.backlog()) == "0"
-    assert gw.redis.exists(gw.keys.pending("alice")) == 0  # an empty set is no key
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 0
+    assert gw.redis.get(gw.keys.backlog(0)) == "0"
+    assert gw.redis.exists(gw.keys.pending("alice", 0)) == 0  # an empty set is no key
     # A second finish of the same entries (a re-delivery) counts nothing again.
     command_ids = [write(gw, "alice", e) for e in entity_ids(0, 2, start=500)]
     token = gw.scripts.run(scripts.lease_acquire(gw.keys, 0, owner="again", ttl_ms=60_000))
@@ -119,8 +122,8 @@ def test_finishing_frees_the_users_quota_once_even_if_finished_twice(gw: Gateway
                 commands=done,
             )
         )
-    assert gw.redis.get(gw.keys.backlog()) == "2"  # their entries are still there: not decremented
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 0
+    assert gw.redis.get(gw.keys.backlog(0)) == "2"  # their entries are still there: not decremented
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 0
 
 
 def test_a_lost_finish_heals_at_the_limit(gw: Gateway) -> None:
@@ -129,7 +132,7 @@ def test_a_lost_finish_heals_at_the_limit(gw: Gateway) -> None:
     for command_id in command_ids:
         gw.redis.hset(gw.keys.command(1, command_id), record.STATUS, record.APPLIED)
     write(gw, "alice", entity_ids(1, 1, start=700)[0])
-    assert gw.redis.zcard(gw.keys.pending("alice")) == 1
+    assert gw.redis.zcard(gw.keys.pending("alice", 0)) == 1
 
 
 def test_the_backlog_refuses_with_503_until_the_workers_catch_up(gw: Gateway) -> None:
@@ -143,12 +146,12 @@ def test_the_backlog_refuses_with_503_until_the_workers_catch_up(gw: Gateway) ->
 
 def test_the_backlog_counter_is_recounted_from_the_streams(gw: Gateway) -> None:
     write(gw, "alice", entity_ids(0, 1)[0])
-    gw.redis.set(gw.keys.backlog(), 5)  # drifted up (say, restored from an old snapshot)
+    gw.redis.set(gw.keys.backlog(0), 5)  # drifted up (say, restored from an old snapshot)
     write(gw, "bob", entity_ids(1, 1)[0])  # at the limit: recounted, 1 unfinished, accepted
-    assert gw.redis.get(gw.keys.backlog()) == "2"
-    gw.redis.delete(gw.keys.backlog())  # lost: counted again from 0 = a recount
+    assert gw.redis.get(gw.keys.backlog(0)) == "2"
+    gw.redis.delete(gw.keys.backlog(0))  # lost: counted again from 0 = a recount
     write(gw, "carol", entity_ids(0, 1, start=800)[0])
-    assert gw.redis.get(gw.keys.backlog()) == "3"
+    assert gw.redis.get(gw.keys.backlog(0)) == "3"
 
 
 def test_dead_letters_keep_their_share_and_large_payloads_as_a_digest(
@@ -181,8 +184,8 @@ def test_a_users_finished_records_are_bounded(gw: Gateway) -> None:
     finish(gw, 0, APPLIED)
     kept = [gw.redis.exists(gw.keys.command(0, c)) for c in command_ids]
     assert kept == [0, 1, 1]  # STATUS_RECORDS_PER_USER 2: the oldest is gone
-    assert gw.redis.llen(gw.keys.finished("alice")) == 2
-    assert gw.redis.ttl(gw.keys.finished("alice")) > 0
+    assert gw.redis.llen(gw.keys.finished("alice", 0)) == 2
+    assert gw.redis.ttl(gw.keys.finished("alice", 0)) > 0
 
 
 def test_a_users_idempotency_key_records_are_bounded(redis_url: str, prefix: str) -> None:
@@ -198,8 +201,8 @@ def test_a_users_idempotency_key_records_are_bounded(redis_url: str, prefix: str
     records = [idempotency_record(gw.keys, "alice", f"k{i}", PARTITIONS) for i in range(5)]
     kept = [gw.redis.exists(key) for key in records]
     assert kept == [0, 0, 1, 1, 1]  # IDEMPOTENCY_KEYS_PER_USER 3: the oldest are gone
-    assert gw.redis.llen(gw.keys.idempotency_keys("alice")) == 3
-    assert 0 < gw.redis.ttl(gw.keys.idempotency_keys("alice")) <= gw.settings.idempotency_ttl_seconds
+    assert gw.redis.llen(gw.keys.idempotency_keys("alice", 0)) == 3
+    assert 0 < gw.redis.ttl(gw.keys.idempotency_keys("alice", 0)) <= gw.settings.idempotency_ttl_seconds
     assert keyed("alice", "k4", "e4") == firsts[4], "a kept key still replays its first command"
     assert keyed("bob", "k0", "b0") == bob_first, "another user's keys are not counted"
     assert keyed("alice", "k0", "e0") != firsts[0], "a key past the bound is new again"

@@ -181,6 +181,7 @@ def test_the_server_pings_an_idle_connection(live: LiveServer) -> None:
     client.close()
 
 
+@pytest.mark.one_redis  # finds the listener by its client name, which only one Redis is given
 def test_live_events_survive_the_listener_losing_redis(live: LiveServer, redis_url: str) -> None:
     client = live.ws("alice")
     before = [log_event(live.app, "alice", f"b{i}") for i in range(3)]

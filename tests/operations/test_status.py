@@ -100,6 +100,7 @@ def test_totals_come_from_every_partitions_stats(app: Any) -> None:
     assert pipeline_status.snapshot(gw)["totals"] == totals
 
 
+@pytest.mark.one_redis  # a cluster client splits each round trip by node (docs/scaling.md)
 def test_the_snapshot_takes_three_round_trips_whatever_the_partitions(
     make_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 import jwt
 import redis
 
+from gateway.redis_client import disconnect
+from tests.support import services
+
 # HS256 wants a key of at least 256 bits (RFC 7518 3.2); shorter ones make PyJWT warn.
 SECRET = "s3cret-of-the-api-tests-32-bytes-long"
 
@@ -47,7 +50,7 @@ class RedisKeys:
     """
 
     def __init__(self, url: str, prefix: str) -> None:
-        self.client = redis.Redis.from_url(url)
+        self.client = services.client(url)
         self.patterns = (f"{{{prefix}:*", f"{prefix}:*")
         self.counters = f"{prefix}:ratelimit:".encode()
 
@@ -60,6 +63,7 @@ class RedisKeys:
         return {key: self.client.dump(key) for key in self.all()}
 
     def close(self) -> None:
+        disconnect(self.client)
         self.client.close()
 
 

@@ -36,6 +36,16 @@ def missing(service: str, error: Exception) -> None:
     pytest.fail(message + hint, pytrace=False)
 
 
+def client(url: str, **options: Any) -> redis.Redis:
+    """A client for `url`: the cluster client when `url` is the cluster lane's cluster
+    (tests/support/cluster.py), else a plain one."""
+    from tests.support import cluster
+
+    if cluster.ENABLED and url.startswith(f"redis://127.0.0.1:{cluster.FIRST_PORT}"):
+        return cluster.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, **options)
+
+
 def answers(url: str) -> redis.RedisError | None:
     """None if a Redis answers at `url`, else the error."""
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
