@@ -185,8 +185,9 @@ def payload(i: int) -> bytes:
 
 def gateway_for(prefix: str, redis_url: str, database_url: str, **extra: object) -> Gateway:
     """The product's gateway on these servers, in development (a benchmark declares no tokens
-    or collections), unless `extra` says otherwise."""
-    settings = {"app_env": "development", **extra}
+    or collections) and with quotas no backlog of a benchmark reaches, unless `extra` says
+    otherwise."""
+    settings = {"app_env": "development", "max_pending_per_user": 10**9, "max_backlog": 10**9, **extra}
     return Gateway(load(key_prefix=prefix, redis_url=redis_url, database_url=database_url, **settings))
 
 
@@ -206,9 +207,13 @@ def fill(gw: Gateway, collection: str, count: int, op: Op = "create") -> None:
 
 
 def _check(replies: list[object]) -> None:
+    """Raise unless every accept call of a batch was accepted (a quota's refusal included)."""
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
+        answer = reply[0] if isinstance(reply, list) and reply else reply
+        if answer not in ("accepted", b"accepted"):
+            raise RuntimeError(f"the accept script answered {reply!r}")
 
 
 def cluster_settings(queue_redis_url: str) -> dict[str, str]:
