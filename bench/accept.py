@@ -133,6 +133,8 @@ def main() -> None:
     env = {
         "JWT_SECRET": secret,
         "RATE_LIMIT_WRITES": "100000000/minute",  # counted as in production, never reached
+        "MAX_PENDING_PER_USER": "1000000000",  # checked as in production, never reached: one
+        "MAX_BACKLOG": "1000000000",  # user's writes pile up while the store is slowed or stopped
         "KEY_PREFIX": prefix,
         "REDIS_URL": args.redis_url,
         "DATABASE_URL": args.database_url,
