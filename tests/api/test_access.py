@@ -151,8 +151,6 @@ def test_an_undeclared_collection_is_404_and_leaves_nothing(gateway_of: Any, red
 @pytest.fixture
 def planted(backend: dict[str, str]) -> Iterator[None]:
     """A `users` table of another application in the store's database (SQL backends)."""
-    if "database_url" not in backend:
-        pytest.skip("a SQL table")
     engine = sa.create_engine(backend["database_url"])
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS users"))
@@ -164,6 +162,7 @@ def planted(backend: dict[str, str]) -> Iterator[None]:
     engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)  # a table: the SQL stores
 def test_a_planted_table_is_unreachable_until_declared(gateway_of: Any, planted: None, backend: Any) -> None:
     client = gateway_of(app_env="development")  # nothing declared: any name is a managed collection
     for who in (ALICE, ROOT):
